@@ -1,0 +1,80 @@
+//! The `portcullis` command line: argument parsing and dispatch. Each subcommand lives in
+//! its own module and returns a `CliError`; `main` prints it and picks the exit code.
+
+pub mod envelope_cmds;
+pub mod walkthrough;
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use thiserror::Error;
+
+/// Everything a subcommand can fail with. The message says what to fix.
+#[derive(Debug, Error)]
+pub enum CliError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{context}: {source}")]
+    Envelope {
+        context: String,
+        source: portcullis::envelope::EnvelopeError,
+    },
+    #[error("{0}")]
+    Usage(String),
+    /// A verification refusal: printed as `refused: <code>: <message>`.
+    #[error("refused: {code}: {0}", code = .0.code())]
+    Refused(portcullis::envelope::EnvelopeError),
+}
+
+impl CliError {
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        CliError::Io {
+            path: path.into(),
+            source,
+        }
+    }
+}
+
+#[derive(Parser)]
+#[command(
+    name = "portcullis",
+    version,
+    about = "Least-privilege gateway for AI agents",
+    long_about = "Portcullis sits between AI agents and the tools they call. Agents carry a signed \
+identity envelope (who they act for, in which task, for what purpose, within which limits); \
+the gateway verifies it, decides each call against compiled Cedar policy, and calls the tool \
+with a credential from its own vault.\n\nStart with `portcullis demo`, or create keys with \
+`portcullis keygen --out keys`, then `portcullis mint` an envelope and `portcullis verify` it."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Generate an Ed25519 issuer key pair: private.pem (PKCS#8, mode 0600), public.pem (SPKI)
+    /// and jwks.json.
+    Keygen(envelope_cmds::KeygenArgs),
+    /// Sign an identity envelope from a claims file (the seed's JSON shape) and print the token.
+    Mint(envelope_cmds::MintArgs),
+    /// Verify a token against trusted keys; print its claims (exit 0) or the refusal (exit 1).
+    Verify(envelope_cmds::VerifyArgs),
+    /// Decode a token's header and claims WITHOUT verifying anything.
+    Inspect(envelope_cmds::InspectArgs),
+    /// Walk through the renewal-review scenario: mint the seed's envelope, verify it, and
+    /// watch a tampered copy get refused.
+    Demo(walkthrough::DemoArgs),
+}
+
+pub fn run(cli: Cli) -> Result<(), CliError> {
+    match cli.command {
+        Command::Keygen(a) => envelope_cmds::keygen(a),
+        Command::Mint(a) => envelope_cmds::mint(a),
+        Command::Verify(a) => envelope_cmds::verify(a),
+        Command::Inspect(a) => envelope_cmds::inspect(a),
+        Command::Demo(a) => walkthrough::run(a),
+    }
+}
