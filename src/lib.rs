@@ -7,4 +7,12 @@
 #![forbid(unsafe_code)]
 
 pub mod clock;
+pub mod config;
+pub mod demo;
 pub mod envelope;
+pub mod http;
+pub mod log;
+pub mod pipeline;
+pub mod proxy;
+pub mod server;
+pub mod vault;

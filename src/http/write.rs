@@ -1,0 +1,131 @@
+//! Writing responses into a reused output buffer: status lines, fixed fields, and the
+//! small JSON bodies the gateway produces itself (errors, health).
+
+/// The reason phrase for the statuses the gateway emits itself.
+pub fn reason(status: u16) -> &'static str {
+    match status {
+        100 => "Continue",
+        200 => "OK",
+        202 => "Accepted",
+        204 => "No Content",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        406 => "Not Acceptable",
+        408 => "Request Timeout",
+        411 => "Length Required",
+        413 => "Content Too Large",
+        415 => "Unsupported Media Type",
+        429 => "Too Many Requests",
+        431 => "Request Header Fields Too Large",
+        500 => "Internal Server Error",
+        501 => "Not Implemented",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        504 => "Gateway Timeout",
+        505 => "HTTP Version Not Supported",
+        _ => "Unknown",
+    }
+}
+
+/// Appends `HTTP/1.1 <status> <reason>\r\n`.
+pub fn status_line(out: &mut Vec<u8>, status: u16) {
+    out.extend_from_slice(b"HTTP/1.1 ");
+    push_u64(out, u64::from(status));
+    out.push(b' ');
+    out.extend_from_slice(reason(status).as_bytes());
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Appends `name: value\r\n`.
+pub fn header(out: &mut Vec<u8>, name: &str, value: &[u8]) {
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Appends a decimal number without allocating.
+pub fn push_u64(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[i..]);
+}
+
+/// A complete response with a body, `Content-Length` framing, and `Connection: close` when
+/// the connection will not be reused.
+pub fn full_response(
+    out: &mut Vec<u8>,
+    status: u16,
+    content_type: &str,
+    extra: &[(&str, &[u8])],
+    body: &[u8],
+    close: bool,
+) {
+    status_line(out, status);
+    header(out, "Content-Type", content_type.as_bytes());
+    for (n, v) in extra {
+        header(out, n, v);
+    }
+    out.extend_from_slice(b"Content-Length: ");
+    push_u64(out, body.len() as u64);
+    out.extend_from_slice(b"\r\n");
+    if close {
+        out.extend_from_slice(b"Connection: close\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(body);
+}
+
+/// Appends `s` as a JSON string literal (with quotes), escaping per RFC 8259.
+pub fn json_str(out: &mut Vec<u8>, s: &str) {
+    out.push(b'"');
+    for &b in s.as_bytes() {
+        match b {
+            b'"' => out.extend_from_slice(b"\\\""),
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            b'\t' => out.extend_from_slice(b"\\t"),
+            0..=0x1f => {
+                out.extend_from_slice(b"\\u00");
+                out.push(b"0123456789abcdef"[(b >> 4) as usize]);
+                out.push(b"0123456789abcdef"[(b & 15) as usize]);
+            }
+            _ => out.push(b),
+        }
+    }
+    out.push(b'"');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_and_strings() {
+        let mut v = Vec::new();
+        push_u64(&mut v, 0);
+        v.push(b' ');
+        push_u64(&mut v, 18_446_744_073_709_551_615);
+        assert_eq!(v, b"0 18446744073709551615");
+        let mut v = Vec::new();
+        json_str(&mut v, "a\"b\\c\n\u{1}é");
+        assert_eq!(
+            std::str::from_utf8(&v).unwrap(),
+            "\"a\\\"b\\\\c\\n\\u0001é\""
+        );
+        let parsed: String = serde_json::from_slice(&v).unwrap();
+        assert_eq!(parsed, "a\"b\\c\n\u{1}é");
+    }
+}

@@ -1,0 +1,204 @@
+//! Tool-call arguments: the JSON object an agent sends, parsed with simd-json into a tape
+//! whose buffers are reused call after call. simd-json parses in place, so the body is
+//! copied into a scratch buffer first: the original bytes are what gets forwarded.
+
+use crate::proxy::request::{NotScalar, Scalar};
+use simd_json::Buffers;
+use simd_json::prelude::*;
+use simd_json::tape::{Tape, Value};
+
+/// Reused parse state (one per core; never held across an await).
+pub struct ArgParser {
+    buffers: Buffers,
+    tape: Option<Tape<'static>>,
+    copy: Vec<u8>,
+}
+
+impl Default for ArgParser {
+    fn default() -> Self {
+        ArgParser {
+            buffers: Buffers::new(4096),
+            tape: Some(Tape::null().reset()),
+            copy: Vec::new(),
+        }
+    }
+}
+
+/// Why a body is not usable as tool arguments.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ArgsError {
+    #[error("request body is not valid JSON")]
+    InvalidJson,
+    #[error("tool arguments must be a JSON object")]
+    NotAnObject,
+    #[error("argument `{0}` must be a string")]
+    NotAString(String),
+    #[error("argument `{0}` must be a non-negative integer")]
+    NotACount(String),
+}
+
+/// Parsed arguments, borrowing the parser's tape.
+pub struct Args<'t, 'i> {
+    root: Value<'t, 'i>,
+}
+
+impl ArgParser {
+    /// Parses `body` and runs `f` over the arguments found at `path` (an empty path is the
+    /// whole body; `["params", "arguments"]` reaches into a JSON-RPC request). An empty
+    /// body is an empty object.
+    pub fn with_args<R>(
+        &mut self,
+        body: &[u8],
+        f: impl for<'t, 'i> FnOnce(Result<Args<'t, 'i>, ArgsError>) -> R,
+    ) -> R {
+        let body = trim_ws(body);
+        if body.is_empty() {
+            self.copy.clear();
+            self.copy.extend_from_slice(b"{}");
+        } else {
+            self.copy.clear();
+            self.copy.extend_from_slice(body);
+        }
+        let mut tape = self
+            .tape
+            .take()
+            .unwrap_or_else(|| Tape::null().reset())
+            .reset();
+        let parsed = simd_json::fill_tape(&mut self.copy, &mut self.buffers, &mut tape);
+        let out = match parsed {
+            Err(_) => f(Err(ArgsError::InvalidJson)),
+            Ok(()) => {
+                let root = tape.as_value();
+                if root.as_object().is_none() {
+                    f(Err(ArgsError::NotAnObject))
+                } else {
+                    f(Ok(Args { root }))
+                }
+            }
+        };
+        self.tape = Some(tape.reset());
+        out
+    }
+}
+
+fn trim_ws(b: &[u8]) -> &[u8] {
+    let s = b
+        .iter()
+        .position(|c| !c.is_ascii_whitespace())
+        .unwrap_or(b.len());
+    let e = b
+        .iter()
+        .rposition(|c| !c.is_ascii_whitespace())
+        .map_or(s, |e| e + 1);
+    &b[s..e]
+}
+
+impl<'t, 'i> Args<'t, 'i> {
+    pub fn value(&self) -> Value<'t, 'i> {
+        self.root
+    }
+
+    /// A nested object (e.g. JSON-RPC `params.arguments`) as arguments.
+    pub fn object_at(&self, key: &str) -> Option<Args<'t, 'i>> {
+        let v = self.root.get(key)?;
+        v.as_object().map(|_| Args { root: v })
+    }
+
+    pub fn get(&self, key: &str) -> Option<Value<'t, 'i>> {
+        self.root.get(key)
+    }
+
+    /// A string argument; `Ok(None)` when absent.
+    pub fn str(&self, key: &str) -> Result<Option<&'t str>, ArgsError>
+    where
+        'i: 't,
+    {
+        match self.root.get(key) {
+            None => Ok(None),
+            Some(v) => v
+                .into_string()
+                .map(Some)
+                .ok_or_else(|| ArgsError::NotAString(key.to_owned())),
+        }
+    }
+
+    /// A non-negative integer argument; `Ok(None)` when absent.
+    pub fn count(&self, key: &str) -> Result<Option<u64>, ArgsError> {
+        match self.root.get(key) {
+            None => Ok(None),
+            Some(v) => v
+                .as_u64()
+                .map(Some)
+                .ok_or_else(|| ArgsError::NotACount(key.to_owned())),
+        }
+    }
+
+    /// A scalar argument for a path or query: `Ok(None)` when absent, `Err(NotScalar)` when it is
+    /// an array, object or null.
+    pub fn scalar(&self, key: &str) -> Result<Option<Scalar<'t>>, NotScalar>
+    where
+        'i: 't,
+    {
+        let Some(v) = self.root.get(key) else {
+            return Ok(None);
+        };
+        if let Some(s) = v.into_string() {
+            return Ok(Some(Scalar::Str(s)));
+        }
+        if let Some(b) = v.as_bool() {
+            return Ok(Some(Scalar::Bool(b)));
+        }
+        match v.value_type() {
+            ValueType::I64 => v.as_i64().map(|n| Some(Scalar::Int(n))).ok_or(NotScalar),
+            ValueType::U64 => v.as_u64().map(|n| Some(Scalar::UInt(n))).ok_or(NotScalar),
+            ValueType::F64 => v.as_f64().map(|f| Some(Scalar::Float(f))).ok_or(NotScalar),
+            _ => Err(NotScalar),
+        }
+    }
+
+    /// Argument names, in the order they appear.
+    pub fn keys(&self) -> impl Iterator<Item = &'t str> + '_
+    where
+        'i: 't,
+    {
+        self.root.as_object().into_iter().flat_map(|o| o.keys())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_arguments_and_reuses_buffers() {
+        let mut p = ArgParser::default();
+        for _ in 0..3 {
+            let body = br#" {"contract_id":"contract_7781","limit":25,"flag":true,"nested":{"a":1},"esc":"a\"b"} "#;
+            p.with_args(body, |a| {
+                let a = a.unwrap();
+                assert_eq!(a.str("contract_id").unwrap(), Some("contract_7781"));
+                assert_eq!(a.count("limit").unwrap(), Some(25));
+                assert_eq!(a.str("missing").unwrap(), None);
+                assert!(a.str("limit").is_err());
+                assert_eq!(a.scalar("flag"), Ok(Some(Scalar::Bool(true))));
+                assert_eq!(a.scalar("nested"), Err(NotScalar));
+                assert_eq!(a.str("esc").unwrap(), Some("a\"b"));
+                let keys: Vec<&str> = a.keys().collect();
+                assert_eq!(keys, ["contract_id", "limit", "flag", "nested", "esc"]);
+            });
+        }
+        assert_eq!(
+            p.with_args(b"[1]", |a| a.err()),
+            Some(ArgsError::NotAnObject)
+        );
+        assert_eq!(
+            p.with_args(b"{\"a\":", |a| a.err()),
+            Some(ArgsError::InvalidJson)
+        );
+        assert!(p.with_args(b"", |a| a.is_ok()));
+        assert_eq!(
+            p.with_args(br#"{"limit":-1}"#, |a| a.unwrap().count("limit")),
+            Err(ArgsError::NotACount("limit".into()))
+        );
+    }
+}

@@ -1,0 +1,162 @@
+//! A thread-per-core HTTP/1.1 server on monoio: one worker thread per core, each with its
+//! own runtime and SO_REUSEPORT listener, serving connections with a `Service`. The
+//! gateway, the demo backends and the load-test backends are all services on this core,
+//! so the protocol handling is written (and hardened) once.
+
+pub mod conn;
+pub mod listen;
+pub mod runtime;
+
+pub use conn::{ConnIo, Disposition};
+pub use runtime::Driver;
+
+use crate::http::head::{RequestHead, field};
+use monoio::net::TcpListener;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Size limits and deadlines applied to every connection.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub max_head_bytes: usize,
+    pub max_body_bytes: usize,
+    pub header_timeout: Duration,
+    pub body_timeout: Duration,
+    pub idle_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_head_bytes: 16 * 1024,
+            max_body_bytes: 1024 * 1024,
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// A parsed request: the head's fields index into `buf`.
+pub struct Request<'a> {
+    pub head: &'a RequestHead,
+    pub buf: &'a [u8],
+    pub body: &'a [u8],
+    pub peer: SocketAddr,
+}
+
+impl<'a> Request<'a> {
+    pub fn path(&self) -> &'a str {
+        self.head.path(self.buf)
+    }
+
+    pub fn target(&self) -> &'a str {
+        field(self.buf, &self.head.target)
+    }
+
+    pub fn field(&self, r: &Option<std::ops::Range<usize>>) -> Option<&'a str> {
+        r.as_ref().map(|r| field(self.buf, r))
+    }
+
+    /// The bearer token of the `Authorization` field, if it is one.
+    pub fn bearer(&self) -> Option<&'a str> {
+        let v = self.field(&self.head.authorization)?;
+        let (scheme, token) = v.split_once(' ')?;
+        scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+    }
+}
+
+/// Handles requests on one core. Not `Send`: each worker builds its own from a factory.
+pub trait Service: 'static {
+    fn call(&self, req: Request<'_>, io: &mut ConnIo) -> impl Future<Output = Disposition>;
+}
+
+/// A running server: its address and worker threads.
+pub struct ServerHandle {
+    pub addr: SocketAddr,
+    pub driver: Driver,
+    pub threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+/// Binds `addr` once per worker and starts `workers` threads, each serving with the
+/// service `factory(core_index)` builds on that thread.
+pub fn start<S, F>(
+    name: &str,
+    addr: SocketAddr,
+    workers: usize,
+    driver: Driver,
+    limits: Limits,
+    factory: F,
+) -> std::io::Result<ServerHandle>
+where
+    S: Service,
+    F: Fn(usize) -> S + Send + Sync + 'static,
+{
+    let workers = workers.max(1);
+    let listeners = listen::bind_reuseport(addr, workers)?;
+    let bound = listeners[0].local_addr()?;
+    let driver = driver.resolve();
+    let factory = Arc::new(factory);
+    let limits = Arc::new(limits);
+    let mut threads = Vec::with_capacity(workers);
+    for (core, l) in listeners.into_iter().enumerate() {
+        l.set_nonblocking(true)?;
+        let factory = Arc::clone(&factory);
+        let limits = Limits::clone(&limits);
+        let thread_name = format!("{name}-{core}");
+        let t = std::thread::Builder::new()
+            .name(thread_name.clone())
+            .spawn(move || {
+                let run = async move {
+                    let svc = Rc::new(factory(core));
+                    let limits = Rc::new(limits);
+                    let listener = match TcpListener::from_std(l) {
+                        Ok(l) => l,
+                        Err(e) => {
+                            crate::warn!("{thread_name}: cannot register listener: {e}");
+                            return;
+                        }
+                    };
+                    loop {
+                        match listener.accept().await {
+                            Ok((stream, peer)) => {
+                                monoio::spawn(conn::serve(
+                                    Rc::clone(&svc),
+                                    stream,
+                                    peer,
+                                    Rc::clone(&limits),
+                                ));
+                            }
+                            Err(e) => {
+                                // Out of descriptors or a transient fault: back off briefly
+                                // rather than spin.
+                                crate::warn!("{thread_name}: accept failed: {e}");
+                                monoio::time::sleep(Duration::from_millis(20)).await;
+                            }
+                        }
+                    }
+                };
+                if let Err(e) = runtime::block_on(driver, run) {
+                    crate::warn!("worker runtime failed to start: {e}");
+                }
+            })?;
+        threads.push(t);
+    }
+    Ok(ServerHandle {
+        addr: bound,
+        driver,
+        threads,
+    })
+}
+
+/// Number of worker threads for `configured` (0 = one per available core).
+pub fn worker_count(configured: usize) -> usize {
+    if configured > 0 {
+        configured
+    } else {
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    }
+}
