@@ -8,10 +8,13 @@
 
 pub mod clock;
 pub mod config;
+pub mod decision;
 pub mod demo;
 pub mod envelope;
+pub mod gateway;
 pub mod http;
 pub mod log;
+pub mod mcp;
 pub mod pipeline;
 pub mod proxy;
 pub mod server;

@@ -2,6 +2,7 @@
 //! its own module and returns a `CliError`; `main` prints it and picks the exit code.
 
 pub mod envelope_cmds;
+pub mod serve;
 pub mod walkthrough;
 
 use clap::{Parser, Subcommand};
@@ -64,6 +65,12 @@ pub enum Command {
     Verify(envelope_cmds::VerifyArgs),
     /// Decode a token's header and claims WITHOUT verifying anything.
     Inspect(envelope_cmds::InspectArgs),
+    /// Run the gateway (with no --config: the embedded default, example policies and
+    /// built-in demo backends).
+    Serve(serve::ServeArgs),
+    /// Print or check gateway configuration.
+    #[command(subcommand)]
+    Config(serve::ConfigCmd),
     /// Walk through the renewal-review scenario: mint the seed's envelope, verify it, and
     /// watch a tampered copy get refused.
     Demo(walkthrough::DemoArgs),
@@ -76,5 +83,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Verify(a) => envelope_cmds::verify(a),
         Command::Inspect(a) => envelope_cmds::inspect(a),
         Command::Demo(a) => walkthrough::run(a),
+        Command::Serve(a) => serve::serve(a),
+        Command::Config(c) => serve::config(c),
     }
 }

@@ -37,9 +37,10 @@ pub enum ArgsError {
     NotACount(String),
 }
 
-/// Parsed arguments, borrowing the parser's tape.
+/// Parsed arguments, borrowing the parser's tape (`None`: an empty object).
+#[derive(Clone, Copy)]
 pub struct Args<'t, 'i> {
-    root: Value<'t, 'i>,
+    root: Option<Value<'t, 'i>>,
 }
 
 impl ArgParser {
@@ -72,7 +73,7 @@ impl ArgParser {
                 if root.as_object().is_none() {
                     f(Err(ArgsError::NotAnObject))
                 } else {
-                    f(Ok(Args { root }))
+                    f(Ok(Args { root: Some(root) }))
                 }
             }
         };
@@ -94,18 +95,26 @@ fn trim_ws(b: &[u8]) -> &[u8] {
 }
 
 impl<'t, 'i> Args<'t, 'i> {
-    pub fn value(&self) -> Value<'t, 'i> {
-        self.root
+    /// No arguments at all (a JSON-RPC call without `arguments`).
+    pub fn empty() -> Self {
+        Args { root: None }
     }
 
     /// A nested object (e.g. JSON-RPC `params.arguments`) as arguments.
     pub fn object_at(&self, key: &str) -> Option<Args<'t, 'i>> {
-        let v = self.root.get(key)?;
-        v.as_object().map(|_| Args { root: v })
+        let v = self.get(key)?;
+        v.as_object().map(|_| Args { root: Some(v) })
     }
 
     pub fn get(&self, key: &str) -> Option<Value<'t, 'i>> {
-        self.root.get(key)
+        self.root.and_then(|r| r.get(key))
+    }
+
+    /// The arguments re-encoded as JSON text, for translating a call whose original
+    /// bytes are not the body to forward (MCP `arguments` going to a plain HTTP API).
+    pub fn to_json(&self) -> String {
+        use simd_json::prelude::Writable;
+        self.root.map_or_else(|| "{}".to_owned(), |r| r.encode())
     }
 
     /// A string argument; `Ok(None)` when absent.
@@ -113,7 +122,7 @@ impl<'t, 'i> Args<'t, 'i> {
     where
         'i: 't,
     {
-        match self.root.get(key) {
+        match self.get(key) {
             None => Ok(None),
             Some(v) => v
                 .into_string()
@@ -124,7 +133,7 @@ impl<'t, 'i> Args<'t, 'i> {
 
     /// A non-negative integer argument; `Ok(None)` when absent.
     pub fn count(&self, key: &str) -> Result<Option<u64>, ArgsError> {
-        match self.root.get(key) {
+        match self.get(key) {
             None => Ok(None),
             Some(v) => v
                 .as_u64()
@@ -139,7 +148,7 @@ impl<'t, 'i> Args<'t, 'i> {
     where
         'i: 't,
     {
-        let Some(v) = self.root.get(key) else {
+        let Some(v) = self.get(key) else {
             return Ok(None);
         };
         if let Some(s) = v.into_string() {
@@ -161,7 +170,10 @@ impl<'t, 'i> Args<'t, 'i> {
     where
         'i: 't,
     {
-        self.root.as_object().into_iter().flat_map(|o| o.keys())
+        self.root
+            .and_then(|r| r.as_object())
+            .into_iter()
+            .flat_map(|o| o.keys())
     }
 }
 

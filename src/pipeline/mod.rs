@@ -3,4 +3,5 @@
 //! profile, compiled policy).
 
 pub mod args;
+pub mod authorize;
 pub mod deny;

@@ -28,6 +28,11 @@ pub enum Sink<'a> {
         close: bool,
         http10: bool,
         write_timeout: Duration,
+        /// Relay non-2xx answers too. When false, a non-2xx answer is gathered into
+        /// `scratch` (bounded by `Limits`) and returned without touching the client, so
+        /// the caller can translate it (an upstream MCP session expiring is not the
+        /// agent's session expiring).
+        relay_errors: bool,
     },
     /// Gather the body into `body` (at most `limit` bytes); the head is described in the
     /// outcome.
@@ -37,6 +42,9 @@ pub enum Sink<'a> {
         limit: usize,
     },
 }
+
+/// Largest non-2xx body gathered for translation instead of relayed.
+const ERROR_BODY_LIMIT: usize = 64 * 1024;
 
 /// What happened, for the response, the audit line and the metrics.
 #[derive(Debug, Clone, Default)]
@@ -49,6 +57,8 @@ pub struct Outcome {
     pub client_close: bool,
     /// Content type of a gathered response.
     pub content_type: Option<String>,
+    /// `Mcp-Session-Id` of a gathered response (an upstream MCP server's session).
+    pub mcp_session_id: Option<String>,
     pub reused_connection: bool,
 }
 
@@ -115,7 +125,7 @@ pub async fn exchange(
     pool: &Pool,
     req: &mut Vec<u8>,
     method: Method,
-    mut scrubber: Option<&mut Scrubber>,
+    mut scrubber: Option<&mut Scrubber<'_>>,
     max_head: usize,
     sink: Sink<'_>,
 ) -> Exchange {
@@ -215,6 +225,42 @@ pub async fn exchange(
     };
     match sink {
         Sink::Client {
+            scratch,
+            relay_errors: false,
+            ..
+        } if !(200..300).contains(&head.status) => {
+            scratch.clear();
+            conn.relay = std::mem::take(&mut head.relay);
+            let body_start = head.len;
+            let r = relay_body(
+                &mut conn,
+                pool,
+                head.framing,
+                body_start,
+                &mut scrubber,
+                &mut |piece: &[u8], scr: &mut Option<&mut Scrubber<'_>>, out_buf: &mut Vec<u8>| {
+                    emit(piece, scr, out_buf, &mut Vec::new(), false)
+                },
+                scratch,
+                None,
+                ERROR_BODY_LIMIT,
+                &mut out,
+            )
+            .await;
+            if let Some(s) = scrubber {
+                s.finish(scratch);
+            }
+            if let Ok(true) = r
+                && !head.close
+            {
+                pool.put(conn);
+            }
+            Exchange {
+                result: Ok(out),
+                head_sent: false,
+            }
+        }
+        Sink::Client {
             stream,
             wbuf,
             scratch,
@@ -222,6 +268,7 @@ pub async fn exchange(
             close,
             http10,
             write_timeout,
+            ..
         } => {
             wbuf.clear();
             let chunk_out = match head.framing {
@@ -272,7 +319,7 @@ pub async fn exchange(
                 head.framing,
                 body_start,
                 &mut scrubber,
-                &mut |piece: &[u8], scr: &mut Option<&mut Scrubber>, wbuf2: &mut Vec<u8>| {
+                &mut |piece: &[u8], scr: &mut Option<&mut Scrubber<'_>>, wbuf2: &mut Vec<u8>| {
                     emit(piece, scr, wbuf2, scratch, chunk_out)
                 },
                 wbuf,
@@ -324,6 +371,11 @@ pub async fn exchange(
                 .content_type
                 .as_ref()
                 .map(|r| String::from_utf8_lossy(&conn.buf[r.clone()]).into_owned());
+            out.mcp_session_id = conn
+                .relay
+                .iter()
+                .find(|(n, _)| conn.buf[n.clone()].eq_ignore_ascii_case(b"mcp-session-id"))
+                .map(|(_, v)| String::from_utf8_lossy(&conn.buf[v.clone()]).into_owned());
             let body_start = head.len;
             let r = relay_body(
                 &mut conn,
@@ -331,7 +383,7 @@ pub async fn exchange(
                 head.framing,
                 body_start,
                 &mut scrubber,
-                &mut |piece: &[u8], scr: &mut Option<&mut Scrubber>, out_buf: &mut Vec<u8>| {
+                &mut |piece: &[u8], scr: &mut Option<&mut Scrubber<'_>>, out_buf: &mut Vec<u8>| {
                     emit(piece, scr, out_buf, scratch, false)
                 },
                 body,
@@ -370,7 +422,7 @@ pub async fn exchange(
 
 fn emit(
     piece: &[u8],
-    scrubber: &mut Option<&mut Scrubber>,
+    scrubber: &mut Option<&mut Scrubber<'_>>,
     out: &mut Vec<u8>,
     scratch: &mut Vec<u8>,
     chunked: bool,
@@ -387,7 +439,7 @@ fn emit(
     }
 }
 
-type Emit<'e> = dyn FnMut(&[u8], &mut Option<&mut Scrubber>, &mut Vec<u8>) + 'e;
+type Emit<'e> = dyn FnMut(&[u8], &mut Option<&mut Scrubber<'_>>, &mut Vec<u8>) + 'e;
 
 /// Reads the body per `framing`, passing each piece to `emit` (which appends to `out`) and
 /// flushing `out` to the client after each read when there is one. Returns whether the
@@ -398,7 +450,7 @@ async fn relay_body(
     pool: &Pool,
     framing: Framing,
     body_start: usize,
-    scrubber: &mut Option<&mut Scrubber>,
+    scrubber: &mut Option<&mut Scrubber<'_>>,
     emit: &mut Emit<'_>,
     out: &mut Vec<u8>,
     mut client: Option<(&mut TcpStream, Duration)>,

@@ -12,25 +12,29 @@ use memchr::memmem::Finder;
 /// Replacement byte for a scrubbed credential.
 pub const MASK: u8 = b'*';
 
-/// Streaming scrubber for one credential value.
-pub struct Scrubber {
-    finder: Finder<'static>,
-    carry: Vec<u8>,
+/// A prepared search for one credential value, built once when the vault is loaded.
+/// Values shorter than 4 bytes are not scrubbed: masking every occurrence of a tiny string
+/// would mangle bodies without protecting anything real.
+pub fn finder(needle: &[u8]) -> Option<Finder<'static>> {
+    (needle.len() >= 4).then(|| Finder::new(needle).into_owned())
+}
+
+/// Streaming scrubber for one exchange: a prepared finder and a held-back tail buffer
+/// (both borrowed, so a call allocates nothing).
+pub struct Scrubber<'a> {
+    finder: &'a Finder<'static>,
+    carry: &'a mut Vec<u8>,
     pub scrubbed: u32,
 }
 
-impl Scrubber {
-    /// `needle` shorter than 4 bytes is not scrubbed: masking every occurrence of a tiny
-    /// string would mangle bodies without protecting anything real.
-    pub fn new(needle: &[u8]) -> Option<Self> {
-        if needle.len() < 4 {
-            return None;
-        }
-        Some(Scrubber {
-            finder: Finder::new(needle).into_owned(),
-            carry: Vec::with_capacity(needle.len()),
+impl<'a> Scrubber<'a> {
+    pub fn new(finder: &'a Finder<'static>, carry: &'a mut Vec<u8>) -> Self {
+        carry.clear();
+        Scrubber {
+            finder,
+            carry,
             scrubbed: 0,
-        })
+        }
     }
 
     fn needle_len(&self) -> usize {
@@ -55,11 +59,10 @@ impl Scrubber {
     /// be safe, keeping back a possible partial match.
     pub fn feed(&mut self, piece: &[u8], out: &mut Vec<u8>) {
         let start = out.len();
-        out.extend_from_slice(&self.carry);
+        out.extend_from_slice(self.carry);
         out.extend_from_slice(piece);
         self.carry.clear();
-        let count = self.mask_all(&mut out[start..]);
-        let _ = count;
+        self.mask_all(&mut out[start..]);
         let keep = (self.needle_len() - 1).min(out.len() - start);
         let split = out.len() - keep;
         self.carry.extend_from_slice(&out[split..]);
@@ -68,7 +71,7 @@ impl Scrubber {
 
     /// Ends the stream: the held-back tail cannot start a match any more.
     pub fn finish(&mut self, out: &mut Vec<u8>) {
-        out.extend_from_slice(&self.carry);
+        out.extend_from_slice(self.carry);
         self.carry.clear();
     }
 
@@ -83,7 +86,9 @@ mod tests {
     use super::*;
 
     fn stream(secret: &[u8], body: &[u8], step: usize) -> Vec<u8> {
-        let mut s = Scrubber::new(secret).unwrap();
+        let f = finder(secret).unwrap();
+        let mut carry = Vec::new();
+        let mut s = Scrubber::new(&f, &mut carry);
         let mut out = Vec::new();
         for piece in body.chunks(step) {
             s.feed(piece, &mut out);
@@ -108,6 +113,6 @@ mod tests {
     fn leaves_clean_bodies_alone() {
         let body = b"nothing to see here, just sk_live_ but not the rest";
         assert_eq!(stream(b"sk_live_TOPSECRET", body, 5), body);
-        assert!(Scrubber::new(b"abc").is_none());
+        assert!(finder(b"abc").is_none());
     }
 }

@@ -23,6 +23,8 @@ pub struct ConnIo {
     pub upreq: Vec<u8>,
     /// A gathered upstream body.
     pub gather: Vec<u8>,
+    /// A second scratch buffer (held-back bytes of a scrubbed stream).
+    pub carry: Vec<u8>,
     pub write_timeout: Duration,
 }
 
@@ -129,6 +131,7 @@ pub async fn serve<S: Service>(
         scratch: Vec::new(),
         upreq: Vec::with_capacity(2 * 1024),
         gather: Vec::new(),
+        carry: Vec::new(),
         write_timeout: limits.idle_timeout,
     };
     let mut rbuf: Vec<u8> = Vec::with_capacity(8 * 1024);

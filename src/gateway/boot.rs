@@ -1,0 +1,294 @@
+//! Start-up: resolve every configured component (built-in demo ones included), bind the
+//! tools of the policy bundle to upstreams and vaulted credentials, bind the listeners,
+//! and start one gateway service per core.
+
+use super::service::Gateway;
+use super::state::{Active, BindError, Revocations, Shared};
+use crate::config::{Config, ConfigError, Source, UpstreamAddr};
+use crate::decision::Bundle;
+use crate::demo::{self, DemoBackends};
+use crate::envelope::{SigningKey, TrustedKeys, Verifier};
+use crate::mcp::session::SessionKey;
+use crate::proxy::pool::UpstreamSpec;
+use crate::server::{self, Driver, Limits, ServerHandle};
+use crate::vault::{MasterKey, Secret, Vault};
+use arc_swap::ArcSwap;
+use std::collections::{HashMap, HashSet};
+use std::net::ToSocketAddrs;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The example policy bundle compiled from `policies/`, for `builtin:example`.
+pub const EXAMPLE_BUNDLE: &[u8] = include_bytes!("../../policies/example.bundle");
+
+/// Why the gateway could not start. Each names the configuration field to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("{file}: {field}: {message}")]
+    Component {
+        file: String,
+        field: String,
+        message: String,
+    },
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: String,
+        source: std::io::Error,
+    },
+}
+
+/// A running gateway and what a user needs to know about it.
+pub struct Running {
+    pub server: ServerHandle,
+    pub shared: Arc<Shared>,
+    pub workers: usize,
+    /// Where the demo issuer key was written, when `envelope.jwks = "builtin:demo"`.
+    pub demo_issuer_dir: Option<PathBuf>,
+    pub demo_backends: Option<DemoBackends>,
+}
+
+fn component(cfg: &Config, field: &str, message: impl Into<String>) -> StartError {
+    StartError::Component {
+        file: cfg.source.clone(),
+        field: field.into(),
+        message: message.into(),
+    }
+}
+
+fn read(cfg: &Config, field: &str, path: &std::path::Path) -> Result<Vec<u8>, StartError> {
+    std::fs::read(path).map_err(|e| component(cfg, field, format!("{}: {e}", path.display())))
+}
+
+/// Loads the bundle named by `policy.bundle`.
+pub fn load_bundle(cfg: &Config) -> Result<Bundle, StartError> {
+    let bytes = match cfg.source_of(&cfg.policy.bundle) {
+        Source::Builtin(b) if b == "example" => EXAMPLE_BUNDLE.to_vec(),
+        Source::Builtin(b) => {
+            return Err(component(
+                cfg,
+                "policy.bundle",
+                format!("no built-in bundle `{b}`; use builtin:example or a file"),
+            ));
+        }
+        Source::File(p) => read(cfg, "policy.bundle", &p)?,
+    };
+    Bundle::from_bytes(&bytes).map_err(|e| component(cfg, "policy.bundle", e.to_string()))
+}
+
+pub fn start(cfg: &Config) -> Result<Running, StartError> {
+    let limits = cfg.limits_checked()?;
+    let listen = cfg.listen_addr()?;
+    let driver = Driver::parse(&cfg.server.driver).unwrap_or(Driver::Auto);
+    let bundle = load_bundle(cfg)?;
+
+    // Delegation key first: its public half joins the trusted issuers.
+    let delegation_key = match cfg.source_of(&cfg.delegation.signing_key) {
+        Source::Builtin(_) => SigningKey::generate(Some("portcullis-delegation".into()))
+            .map_err(|e| component(cfg, "delegation.signing_key", e.to_string()))?,
+        Source::File(p) => {
+            let text = String::from_utf8(read(cfg, "delegation.signing_key", &p)?)
+                .map_err(|_| component(cfg, "delegation.signing_key", "not a PEM file"))?;
+            SigningKey::from_pkcs8_pem(&text, Some("portcullis-delegation".into()))
+                .map_err(|e| component(cfg, "delegation.signing_key", e.to_string()))?
+        }
+    };
+    let mut demo_issuer_dir = None;
+    let mut keys = match cfg.source_of(&cfg.envelope.jwks) {
+        Source::Builtin(_) => {
+            let key = SigningKey::generate(Some("demo-issuer".into()))
+                .map_err(|e| component(cfg, "envelope.jwks", e.to_string()))?;
+            let dir = std::env::temp_dir().join(format!("portcullis-demo-{}", std::process::id()));
+            write_demo_issuer(&dir, &key).map_err(|e| {
+                component(
+                    cfg,
+                    "envelope.jwks",
+                    format!("writing the demo issuer key: {e}"),
+                )
+            })?;
+            demo_issuer_dir = Some(dir);
+            let mut k = TrustedKeys::new();
+            k.add(key.kid.clone(), key.public_key());
+            k
+        }
+        Source::File(p) => {
+            let text = String::from_utf8(read(cfg, "envelope.jwks", &p)?)
+                .map_err(|_| component(cfg, "envelope.jwks", "not UTF-8 JSON"))?;
+            TrustedKeys::from_jwks(&text)
+                .map_err(|e| component(cfg, "envelope.jwks", format!("{}: {e}", p.display())))?
+        }
+    };
+    if keys.kids().any(|k| k == delegation_key.kid) {
+        return Err(component(
+            cfg,
+            "envelope.jwks",
+            format!(
+                "kid `{}` is reserved for the gateway's delegation key",
+                delegation_key.kid
+            ),
+        ));
+    }
+    keys.add(delegation_key.kid.clone(), delegation_key.public_key());
+    let mut verifier = Verifier::new(keys, cfg.envelope.audience.clone());
+    verifier.skew_secs = cfg.skew_secs();
+    verifier.max_token_len = cfg.envelope.max_token_bytes;
+
+    let vault = match cfg.source_of(&cfg.vault.path) {
+        Source::Builtin(_) => demo_vault(&bundle),
+        Source::File(p) => {
+            let key = match (&cfg.vault.key_file, &cfg.vault.key_env) {
+                (Some(f), _) => MasterKey::from_file(&cfg.base_dir.join(f)),
+                (None, Some(var)) => MasterKey::from_env(var),
+                (None, None) => MasterKey::from_env(crate::vault::DEFAULT_KEY_ENV),
+            }
+            .map_err(|e| component(cfg, "vault.key_file / vault.key_env", e.to_string()))?;
+            Vault::open(&p, &key).map_err(|e| component(cfg, "vault.path", e.to_string()))?
+        }
+    };
+
+    // Upstreams; built-in demo backends start here, on loopback.
+    let needs_demo = cfg
+        .upstreams
+        .values()
+        .any(|u| u.url.starts_with("builtin:"));
+    let demo_backends = if needs_demo {
+        Some(demo::start_backends(&bundle, &vault, cfg).map_err(|e| {
+            component(
+                cfg,
+                "upstreams",
+                format!("starting the built-in demo backends: {e}"),
+            )
+        })?)
+    } else {
+        None
+    };
+    let mut specs = Vec::new();
+    let mut index = HashMap::new();
+    for (name, u) in &cfg.upstreams {
+        let field = format!("upstreams.{name}.url");
+        let (addr, host_header, base_path) = match cfg.upstream_addr(name)? {
+            UpstreamAddr::Builtin(b) => {
+                let d = demo_backends.as_ref().and_then(|d| d.addr_of(&b)).ok_or_else(|| {
+                    component(cfg, &field, format!("no built-in backend `{b}`; built-ins are builtin:records and builtin:docs-mcp"))
+                })?;
+                (d, d.to_string(), String::new())
+            }
+            UpstreamAddr::Http {
+                host_header,
+                addr,
+                base_path,
+            } => {
+                let sa = addr
+                    .to_socket_addrs()
+                    .map_err(|e| component(cfg, &field, format!("cannot resolve `{addr}`: {e}")))?
+                    .next()
+                    .ok_or_else(|| {
+                        component(cfg, &field, format!("`{addr}` resolves to no address"))
+                    })?;
+                (sa, host_header, base_path)
+            }
+        };
+        let (connect_timeout, response_timeout) = cfg.upstream_timeouts(name);
+        index.insert(name.clone(), specs.len());
+        specs.push(UpstreamSpec {
+            name: name.clone(),
+            addr,
+            host_header,
+            base_path,
+            connect_timeout,
+            response_timeout,
+            max_idle: u.max_idle_per_core,
+            idle_timeout: Duration::from_secs(30),
+            credential_header: u.credential_header.clone(),
+            credential_prefix: u.credential_prefix.clone(),
+        });
+    }
+    let active = Active::bind(bundle, &index, &specs, &vault).map_err(|e| {
+        let field = match &e {
+            BindError::UnknownUpstream { .. } => "upstreams",
+            BindError::MissingCredential { .. } => "vault.path",
+        };
+        component(
+            cfg,
+            field,
+            format!("policy bundle {}: {e}", cfg.policy.bundle),
+        )
+    })?;
+
+    let epoch = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64);
+    let shared = Arc::new(Shared {
+        limits: limits.clone(),
+        verifier,
+        active: ArcSwap::from_pointee(active),
+        vault: Arc::new(vault),
+        revocations: ArcSwap::from_pointee(Revocations::default()),
+        delegation_key,
+        max_delegation_depth: cfg.delegation.max_depth,
+        sessions: SessionKey::generate(),
+        ended_sessions: ArcSwap::from_pointee(HashSet::new()),
+        upstreams: specs,
+        upstream_index: index,
+        allowed_origins: cfg.mcp.allowed_origins.clone(),
+        envelope_cache_entries: cfg.envelope.cache_entries,
+        epoch,
+    });
+    let workers = server::worker_count(cfg.server.cores);
+    let server_limits = Limits {
+        max_head_bytes: limits.max_head_bytes,
+        max_body_bytes: limits.max_body_bytes,
+        header_timeout: limits.header_timeout,
+        body_timeout: limits.body_timeout,
+        idle_timeout: limits.idle_timeout,
+    };
+    let for_workers = Arc::clone(&shared);
+    let server = server::start(
+        "portcullis",
+        listen,
+        workers,
+        driver,
+        server_limits,
+        move |core| Gateway::new(core, Arc::clone(&for_workers)),
+    )
+    .map_err(|e| StartError::Listen {
+        addr: listen.to_string(),
+        source: e,
+    })?;
+    Ok(Running {
+        server,
+        shared,
+        workers,
+        demo_issuer_dir,
+        demo_backends,
+    })
+}
+
+/// Generated credentials for every name the bundle's tools use: known only to this
+/// process and the built-in backends that check them.
+fn demo_vault(bundle: &Bundle) -> Vault {
+    let mut v = Vault::new();
+    for t in bundle.tools() {
+        if v.get(&t.credential).is_none() {
+            let secret = format!(
+                "demo_{}_{}",
+                t.credential.replace(['.', '-'], "_"),
+                crate::envelope::mint::random_id()
+            );
+            let _ = v.insert(&t.credential, Secret::new(secret.into_bytes()));
+        }
+    }
+    v
+}
+
+fn write_demo_issuer(dir: &std::path::Path, key: &SigningKey) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    crate::vault::write_private_atomically(&dir.join("private.pem"), key.private_pem().as_bytes())?;
+    std::fs::write(
+        dir.join("jwks.json"),
+        serde_json::to_string_pretty(&key.jwks()).unwrap_or_default(),
+    )?;
+    Ok(())
+}

@@ -1,0 +1,787 @@
+//! `/mcp`: the agent-facing MCP endpoint over Streamable HTTP. The gateway is the MCP
+//! server the agent sees; behind it, each tool is served by an upstream MCP server (the
+//! call is forwarded and its JSON or SSE answer streamed back) or by a plain HTTP API (the
+//! answer is wrapped into a `CallToolResult`).
+//!
+//! Both protocol styles are served: the session-based revisions (`initialize` answered
+//! with an `Mcp-Session-Id`, bound to the envelope that opened it) and self-contained
+//! requests that carry no session. Every request carries the agent's envelope;
+//! `tools/list` shows only what that envelope may call and `tools/call` is decided per
+//! call exactly as `POST /v1/tools/{tool}` is.
+
+use super::service::Gateway;
+use super::state::Active;
+use super::upstream_mcp::write_post;
+use crate::clock;
+use crate::decision::ToolKind;
+use crate::http::head::Method;
+use crate::http::write::{full_response, json_str};
+use crate::mcp::rpc::{self, Message, RpcId};
+use crate::mcp::version;
+use crate::pipeline::authorize::{check_scope, decide};
+use crate::pipeline::deny::{DecisionId, Denial};
+use crate::proxy::exchange::{Sink, exchange};
+use crate::proxy::request::{Target, write_request};
+use crate::proxy::scrub::Scrubber;
+use crate::server::{ConnIo, Disposition, Request};
+use serde_json::{Value, json};
+use std::sync::Arc;
+
+/// What a POSTed message asks for, decided synchronously while the body is parsed.
+enum Plan {
+    Accepted,
+    Error {
+        status: u16,
+        id: Option<RpcId>,
+        code: i64,
+        message: String,
+    },
+    Initialize {
+        id: RpcId,
+        version: &'static str,
+    },
+    Ping {
+        id: RpcId,
+    },
+    ToolsList {
+        id: RpcId,
+    },
+    Denied {
+        id: RpcId,
+        denial: Denial,
+    },
+    /// Forward to an upstream MCP server; the agent's body goes as it is.
+    CallMcp {
+        id: RpcId,
+        tool: String,
+    },
+    /// Call a plain HTTP tool; `io.upreq` holds the upstream request.
+    CallHttp {
+        id: RpcId,
+        tool: String,
+    },
+}
+
+fn rpc_reply(io: &mut ConnIo, status: u16, body: &[u8], session: Option<&str>) {
+    let extra: &[(&str, &[u8])] = match session {
+        Some(s) => &[("Mcp-Session-Id", s.as_bytes())],
+        None => &[],
+    };
+    full_response(&mut io.wbuf, status, "application/json", extra, body, false);
+}
+
+fn rpc_error(
+    io: &mut ConnIo,
+    status: u16,
+    id: Option<&RpcId>,
+    code: i64,
+    message: &str,
+    data: Option<(&str, Option<&str>)>,
+) -> Disposition {
+    let mut body = Vec::with_capacity(160 + message.len());
+    rpc::write_error(&mut body, id, code, message, data);
+    if status == 401 {
+        full_response(
+            &mut io.wbuf,
+            status,
+            "application/json",
+            &[(
+                "WWW-Authenticate",
+                b"Bearer realm=\"portcullis\", error=\"invalid_token\"",
+            )],
+            &body,
+            false,
+        );
+    } else {
+        rpc_reply(io, status, &body, None);
+    }
+    Disposition::KeepAlive
+}
+
+fn deny_rpc(io: &mut ConnIo, id: Option<&RpcId>, d: &Denial, did: &DecisionId) -> Disposition {
+    let (status, code) = match d.status() {
+        401 => (401, rpc::UNAUTHENTICATED),
+        400 => (200, rpc::INVALID_PARAMS),
+        404 => (200, rpc::INVALID_PARAMS),
+        // A refusal is an answer, not a transport failure: HTTP 200 with a JSON-RPC error,
+        // so MCP clients surface it to the model instead of retrying the connection.
+        _ => (200, rpc::DENIED),
+    };
+    let msg = format!("{}: {}", d.reason(), d.message());
+    rpc_error(
+        io,
+        status,
+        id,
+        code,
+        &msg,
+        Some((d.reason(), Some(did.as_str()))),
+    )
+}
+
+pub async fn handle(gw: &Gateway, req: Request<'_>, io: &mut ConnIo) -> Disposition {
+    match req.head.method() {
+        Method::Post => post(gw, req, io).await,
+        Method::Delete => delete(gw, req, io),
+        _ => {
+            // No server-initiated stream is offered (2025-03-26+: answer GET with 405).
+            full_response(
+                &mut io.wbuf,
+                405,
+                "application/json",
+                &[("Allow", b"POST, DELETE")],
+                b"",
+                false,
+            );
+            Disposition::KeepAlive
+        }
+    }
+}
+
+fn delete(gw: &Gateway, req: Request<'_>, io: &mut ConnIo) -> Disposition {
+    let now = clock::now_unix();
+    let claims = match gw.authenticate(&req, now) {
+        Ok(c) => c,
+        Err(d) => return deny_rpc(io, None, &d, &gw.next_id()),
+    };
+    let Some(sid) = req.field(&req.head.mcp_session_id) else {
+        return rpc_error(
+            io,
+            400,
+            None,
+            rpc::INVALID_REQUEST,
+            "DELETE needs an Mcp-Session-Id",
+            None,
+        );
+    };
+    if gw.shared.sessions.verify(sid, &claims.jti).is_none() {
+        return rpc_error(io, 404, None, rpc::INVALID_REQUEST, "unknown session", None);
+    }
+    gw.shared.ended_sessions.rcu(|set| {
+        let mut s = (**set).clone();
+        s.insert(sid.to_owned());
+        s
+    });
+    full_response(&mut io.wbuf, 204, "application/json", &[], b"", false);
+    Disposition::KeepAlive
+}
+
+fn accepts(req: &Request<'_>) -> bool {
+    match req.field(&req.head.accept) {
+        None => true,
+        Some(a) => {
+            a.contains("application/json") || a.contains("text/event-stream") || a.contains("*/*")
+        }
+    }
+}
+
+async fn post(gw: &Gateway, req: Request<'_>, io: &mut ConnIo) -> Disposition {
+    let did = gw.next_id();
+    if let Some(origin) = req.field(&req.head.origin)
+        && !gw.shared.allowed_origins.iter().any(|o| o == origin)
+    {
+        return rpc_error(
+            io,
+            403,
+            None,
+            rpc::INVALID_REQUEST,
+            "origin not allowed",
+            None,
+        );
+    }
+    let header_version = req.field(&req.head.mcp_protocol_version);
+    if let Some(v) = header_version
+        && !version::is_supported(v)
+    {
+        let msg = format!(
+            "unsupported MCP-Protocol-Version `{v}`; supported: {}",
+            version::SUPPORTED.join(", ")
+        );
+        return rpc_error(io, 400, None, rpc::INVALID_REQUEST, &msg, None);
+    }
+    if !accepts(&req) {
+        return rpc_error(
+            io,
+            406,
+            None,
+            rpc::INVALID_REQUEST,
+            "Accept must allow application/json or text/event-stream",
+            None,
+        );
+    }
+    let now = clock::now_unix();
+    let claims = match gw.authenticate(&req, now) {
+        Ok(c) => c,
+        Err(d) => return deny_rpc(io, None, &d, &did),
+    };
+    let session_hdr = req.field(&req.head.mcp_session_id);
+    if let Some(sid) = session_hdr
+        && (gw.shared.sessions.verify(sid, &claims.jti).is_none()
+            || gw.shared.ended_sessions.load().contains(sid))
+    {
+        return rpc_error(
+            io,
+            404,
+            None,
+            rpc::INVALID_REQUEST,
+            "unknown or terminated MCP session; initialize again",
+            None,
+        );
+    }
+    if req.body.first().is_some_and(|b| *b == b'[')
+        || req.body.trim_ascii_start().first() == Some(&b'[')
+    {
+        return rpc_error(
+            io,
+            400,
+            None,
+            rpc::INVALID_REQUEST,
+            "JSON-RPC batches are not supported; send one message per POST",
+            None,
+        );
+    }
+    let active: Arc<Active> = gw.shared.active.load_full();
+    let plan = {
+        let mut parser = gw.parser.borrow_mut();
+        let mut scratch = gw.scratch.borrow_mut();
+        let upreq = &mut io.upreq;
+        parser.with_args(req.body, |parsed| {
+            let m = match parsed {
+                Ok(m) => m,
+                Err(crate::pipeline::args::ArgsError::InvalidJson) => {
+                    return Plan::Error {
+                        status: 400,
+                        id: None,
+                        code: rpc::PARSE_ERROR,
+                        message: "parse error: body is not JSON".into(),
+                    };
+                }
+                Err(_) => {
+                    return Plan::Error {
+                        status: 400,
+                        id: None,
+                        code: rpc::INVALID_REQUEST,
+                        message: "a JSON-RPC message is a JSON object".into(),
+                    };
+                }
+            };
+            match rpc::classify(&m) {
+                Message::Notification { .. } | Message::Response => Plan::Accepted,
+                Message::Invalid { id, why } => Plan::Error {
+                    status: 400,
+                    id,
+                    code: rpc::INVALID_REQUEST,
+                    message: why.into(),
+                },
+                Message::Request { id, method } => match method {
+                    "initialize" => {
+                        let asked = m
+                            .object_at("params")
+                            .and_then(|p| p.str("protocolVersion").ok().flatten())
+                            .unwrap_or(version::DEFAULT_WITHOUT_HEADER);
+                        Plan::Initialize {
+                            id,
+                            version: version::negotiate(asked),
+                        }
+                    }
+                    "ping" => Plan::Ping { id },
+                    "tools/list" => Plan::ToolsList { id },
+                    "tools/call" => {
+                        plan_call(gw, &active, &claims, &m, id, now, &did, &mut scratch, upreq)
+                    }
+                    other => Plan::Error {
+                        status: 200,
+                        id: Some(id),
+                        code: rpc::METHOD_NOT_FOUND,
+                        message: format!("method `{other}` is not offered by this gateway"),
+                    },
+                },
+            }
+        })
+    };
+    match plan {
+        Plan::Accepted => {
+            full_response(&mut io.wbuf, 202, "application/json", &[], b"", false);
+            Disposition::KeepAlive
+        }
+        Plan::Error {
+            status,
+            id,
+            code,
+            message,
+        } => rpc_error(io, status, id.as_ref(), code, &message, None),
+        Plan::Denied { id, denial } => deny_rpc(io, Some(&id), &denial, &did),
+        Plan::Ping { id } => {
+            let mut body = Vec::with_capacity(48);
+            rpc::open_result(&mut body, &id);
+            body.extend_from_slice(b"{}}");
+            rpc_reply(io, 200, &body, None);
+            Disposition::KeepAlive
+        }
+        Plan::Initialize { id, version: v } => {
+            let session =
+                (!version::is_stateless(v)).then(|| gw.shared.sessions.issue(v, &claims.jti, now));
+            let result = json!({
+                "protocolVersion": v,
+                "capabilities": {"tools": {"listChanged": false}},
+                "serverInfo": {"name": "portcullis", "title": "Portcullis gateway", "version": env!("CARGO_PKG_VERSION")},
+                "instructions": "Tool calls are authorised one by one against your identity envelope, its declared purpose and the policy; refusals carry a reason and a decision id."
+            });
+            let mut body = Vec::with_capacity(512);
+            rpc::open_result(&mut body, &id);
+            body.extend_from_slice(result.to_string().as_bytes());
+            body.push(b'}');
+            rpc_reply(io, 200, &body, session.as_deref());
+            Disposition::KeepAlive
+        }
+        Plan::ToolsList { id } => tools_list(gw, &active, &claims, id, io).await,
+        Plan::CallMcp { id, tool } => {
+            call_mcp(gw, &active, &claims, &req, io, id, &tool, &did).await
+        }
+        Plan::CallHttp { id, tool } => call_http(gw, &active, io, id, &tool, &did).await,
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn plan_call(
+    gw: &Gateway,
+    active: &Active,
+    claims: &crate::envelope::Claims,
+    m: &crate::pipeline::args::Args<'_, '_>,
+    id: RpcId,
+    now: i64,
+    did: &DecisionId,
+    scratch: &mut crate::decision::Scratch,
+    upreq: &mut Vec<u8>,
+) -> Plan {
+    let Some(params) = m.object_at("params") else {
+        return Plan::Error {
+            status: 200,
+            id: Some(id),
+            code: rpc::INVALID_PARAMS,
+            message: "tools/call needs params".into(),
+        };
+    };
+    let name = match params.str("name") {
+        Ok(Some(n)) => n,
+        _ => {
+            return Plan::Error {
+                status: 200,
+                id: Some(id),
+                code: rpc::INVALID_PARAMS,
+                message: "params.name must name a tool".into(),
+            };
+        }
+    };
+    let Some(tool) = active.bundle.tool(name) else {
+        return Plan::Denied {
+            id,
+            denial: Denial::UnknownTool {
+                tool: name.to_owned(),
+            },
+        };
+    };
+    let Some(binding) = active.bindings.get(name) else {
+        return Plan::Denied {
+            id,
+            denial: Denial::UnknownTool {
+                tool: name.to_owned(),
+            },
+        };
+    };
+    let args = match params.object_at("arguments") {
+        Some(a) => a,
+        None if params.get("arguments").is_none() => crate::pipeline::args::Args::empty(),
+        None => {
+            return Plan::Error {
+                status: 200,
+                id: Some(id),
+                code: rpc::INVALID_PARAMS,
+                message: "params.arguments must be an object".into(),
+            };
+        }
+    };
+    let facts = match check_scope(&active.bundle, claims, tool, &args) {
+        Ok(f) => f,
+        Err(d) => return Plan::Denied { id, denial: d },
+    };
+    if !decide(&active.bundle, scratch, claims, tool, &facts, now) {
+        return Plan::Denied {
+            id,
+            denial: Denial::PolicyDenied,
+        };
+    }
+    match &tool.kind {
+        ToolKind::Mcp { .. } => Plan::CallMcp {
+            id,
+            tool: name.to_owned(),
+        },
+        ToolKind::Http => {
+            let pool = &gw.pools[binding.upstream];
+            upreq.clear();
+            let target = Target {
+                method: &tool.method,
+                base_path: &pool.spec.base_path,
+                path_template: &tool.path,
+                host: &pool.spec.host_header,
+                credential_header: &binding.credential_header,
+                credential_prefix: &binding.credential_prefix,
+                credential: binding.credential.expose(),
+                decision_id: did.as_str(),
+                delegator: &claims.delegator_id,
+            };
+            let body = args.to_json();
+            match write_request(
+                upreq,
+                &target,
+                &|k| args.scalar(k),
+                &mut args.keys(),
+                Some(body.as_bytes()),
+            ) {
+                Ok(()) => Plan::CallHttp {
+                    id,
+                    tool: name.to_owned(),
+                },
+                Err(e) => Plan::Denied {
+                    id,
+                    denial: Denial::BadArguments(e.to_string()),
+                },
+            }
+        }
+    }
+}
+
+/// The tools this envelope may call: in its `allowed_tools`, admitted by its purpose, and
+/// with data classes it holds. Descriptions and schemas come from the upstream MCP server
+/// that serves the tool (merged), or from the tool registry for HTTP tools.
+async fn tools_list(
+    gw: &Gateway,
+    active: &Active,
+    claims: &crate::envelope::Claims,
+    id: RpcId,
+    io: &mut ConnIo,
+) -> Disposition {
+    let purpose = active.bundle.purpose(&claims.purpose);
+    let rc = &claims.resource_constraints;
+    let mut tools = Vec::new();
+    for t in active.bundle.tools() {
+        let visible = claims.allowed_tools.contains(&t.name)
+            && purpose.is_some_and(|p| p.tools.contains(&t.name))
+            && t.data_classes.iter().all(|c| rc.data_classes.contains(c))
+            && purpose.is_some_and(|p| t.data_classes.iter().all(|c| p.data_classes.contains(c)));
+        if !visible {
+            continue;
+        }
+        let Some(binding) = active.bindings.get(&t.name) else {
+            continue;
+        };
+        let mut desc = json!({
+            "name": t.name,
+            "description": t.description,
+            "inputSchema": t.input_schema.as_deref()
+                .and_then(|s| serde_json::from_str::<Value>(s).ok())
+                .unwrap_or_else(|| json!({
+                    "type": "object",
+                    "properties": {t.resource.arg.clone(): {"type": "string"}},
+                    "required": [t.resource.arg]
+                })),
+        });
+        if let ToolKind::Mcp { remote_name } = &t.kind {
+            match gw.upstream_tools(binding.upstream, &t.path, binding).await {
+                Ok(remote) => {
+                    if let Some(r) = remote.iter().find(|r| r["name"] == remote_name.as_str()) {
+                        for k in [
+                            "title",
+                            "description",
+                            "inputSchema",
+                            "outputSchema",
+                            "annotations",
+                        ] {
+                            if let Some(v) = r.get(k) {
+                                desc[k] = v.clone();
+                            }
+                        }
+                    } else {
+                        crate::warn!(
+                            "upstream `{}` does not list tool `{remote_name}`",
+                            gw.pools[binding.upstream].spec.name
+                        );
+                        continue;
+                    }
+                }
+                Err(e) => {
+                    crate::warn!("tools/list: {e}");
+                    continue;
+                }
+            }
+            desc["name"] = Value::from(t.name.clone());
+        }
+        tools.push(desc);
+    }
+    let mut body = Vec::with_capacity(1024);
+    rpc::open_result(&mut body, &id);
+    body.extend_from_slice(json!({"tools": tools}).to_string().as_bytes());
+    body.push(b'}');
+    rpc_reply(io, 200, &body, None);
+    Disposition::KeepAlive
+}
+
+/// Forwards a `tools/call` to the upstream MCP server that owns the tool and streams its
+/// answer (JSON or SSE) back. The agent's body goes as it is when the upstream knows the
+/// tool by the same name; otherwise only `params.name` is rewritten.
+#[allow(clippy::too_many_arguments)]
+async fn call_mcp(
+    gw: &Gateway,
+    active: &Active,
+    claims: &crate::envelope::Claims,
+    req: &Request<'_>,
+    io: &mut ConnIo,
+    id: RpcId,
+    tool_name: &str,
+    did: &DecisionId,
+) -> Disposition {
+    let (Some(tool), Some(binding)) = (
+        active.bundle.tool(tool_name),
+        active.bindings.get(tool_name),
+    ) else {
+        return deny_rpc(
+            io,
+            Some(&id),
+            &Denial::UnknownTool {
+                tool: tool_name.to_owned(),
+            },
+            did,
+        );
+    };
+    let ToolKind::Mcp { remote_name } = &tool.kind else {
+        return deny_rpc(
+            io,
+            Some(&id),
+            &Denial::UnknownTool {
+                tool: tool_name.to_owned(),
+            },
+            did,
+        );
+    };
+    let renamed;
+    let body: &[u8] = if remote_name == tool_name {
+        req.body
+    } else {
+        let mut v: Value = serde_json::from_slice(req.body).unwrap_or(Value::Null);
+        v["params"]["name"] = Value::from(remote_name.clone());
+        renamed = v.to_string();
+        renamed.as_bytes()
+    };
+    let pool = &gw.pools[binding.upstream];
+    for attempt in 1..=2 {
+        let session = match gw
+            .upstream_session(binding.upstream, &tool.path, binding)
+            .await
+        {
+            Ok(s) => s,
+            Err(e) => {
+                return rpc_error(
+                    io,
+                    200,
+                    Some(&id),
+                    rpc::UPSTREAM_ERROR,
+                    &e.to_string(),
+                    Some((e.reason(), Some(did.as_str()))),
+                );
+            }
+        };
+        let mut upreq = std::mem::take(&mut io.upreq);
+        write_post(
+            &mut upreq,
+            &format!("{}{}", pool.spec.base_path, tool.path),
+            &pool.spec.host_header,
+            binding,
+            Some(&session),
+            did.as_str(),
+            &claims.delegator_id,
+            body,
+        );
+        let mut extra = [0u8; 96];
+        let n = super::service::decision_header(&mut extra, did);
+        let mut carry = std::mem::take(&mut io.carry);
+        let mut scrubber = binding
+            .finder
+            .as_ref()
+            .map(|f| Scrubber::new(f, &mut carry));
+        let mut scratch = std::mem::take(&mut io.scratch);
+        let ex = exchange(
+            pool,
+            &mut upreq,
+            Method::Post,
+            scrubber.as_mut(),
+            gw.shared.limits.max_upstream_head_bytes,
+            Sink::Client {
+                stream: &mut io.stream,
+                wbuf: &mut io.wbuf,
+                scratch: &mut scratch,
+                extra: &extra[..n],
+                close: req.head.close,
+                http10: req.head.minor == 0,
+                write_timeout: io.write_timeout,
+                relay_errors: false,
+            },
+        )
+        .await;
+        drop(scrubber);
+        io.carry = carry;
+        io.upreq = upreq;
+        let gathered = std::mem::take(&mut scratch);
+        io.scratch = scratch;
+        match ex.result {
+            Ok(out) if (200..300).contains(&out.status) => {
+                return if out.client_close {
+                    Disposition::Close
+                } else {
+                    Disposition::KeepAlive
+                };
+            }
+            Ok(out) if out.status == 404 && attempt == 1 => {
+                // The upstream forgot our session: open a new one and try once more.
+                gw.drop_upstream_session(binding.upstream);
+                let _ = gathered;
+                continue;
+            }
+            Ok(out) => {
+                let msg = format!(
+                    "upstream `{}` answered HTTP {}: {}",
+                    pool.spec.name,
+                    out.status,
+                    String::from_utf8_lossy(&gathered[..gathered.len().min(512)])
+                );
+                return rpc_error(
+                    io,
+                    200,
+                    Some(&id),
+                    rpc::UPSTREAM_ERROR,
+                    &msg,
+                    Some(("upstream_error", Some(did.as_str()))),
+                );
+            }
+            Err(_) if ex.head_sent => return Disposition::Close,
+            Err(e) => {
+                return rpc_error(
+                    io,
+                    200,
+                    Some(&id),
+                    rpc::UPSTREAM_ERROR,
+                    &e.to_string(),
+                    Some((e.reason(), Some(did.as_str()))),
+                );
+            }
+        }
+    }
+    Disposition::KeepAlive
+}
+
+/// Calls a plain HTTP tool for an MCP client and wraps the answer as a `CallToolResult`:
+/// the body as text content, as `structuredContent` too when it is a JSON object, and
+/// `isError` for a non-2xx status.
+async fn call_http(
+    gw: &Gateway,
+    active: &Active,
+    io: &mut ConnIo,
+    id: RpcId,
+    tool_name: &str,
+    did: &DecisionId,
+) -> Disposition {
+    let (Some(tool), Some(binding)) = (
+        active.bundle.tool(tool_name),
+        active.bindings.get(tool_name),
+    ) else {
+        return deny_rpc(
+            io,
+            Some(&id),
+            &Denial::UnknownTool {
+                tool: tool_name.to_owned(),
+            },
+            did,
+        );
+    };
+    let method = match tool.method.as_str() {
+        "GET" => Method::Get,
+        "PUT" => Method::Put,
+        "DELETE" => Method::Delete,
+        "PATCH" => Method::Patch,
+        _ => Method::Post,
+    };
+    let pool = &gw.pools[binding.upstream];
+    let mut carry = std::mem::take(&mut io.carry);
+    let mut scrubber = binding
+        .finder
+        .as_ref()
+        .map(|f| Scrubber::new(f, &mut carry));
+    let mut upreq = std::mem::take(&mut io.upreq);
+    let mut gather = std::mem::take(&mut io.gather);
+    let mut scratch = std::mem::take(&mut io.scratch);
+    let ex = exchange(
+        pool,
+        &mut upreq,
+        method,
+        scrubber.as_mut(),
+        gw.shared.limits.max_upstream_head_bytes,
+        Sink::Gather {
+            body: &mut gather,
+            scratch: &mut scratch,
+            limit: gw.shared.limits.max_wrapped_body_bytes,
+        },
+    )
+    .await;
+    drop(scrubber);
+    io.carry = carry;
+    io.upreq = upreq;
+    io.scratch = scratch;
+    let disposition = match ex.result {
+        Ok(out) => {
+            let text = String::from_utf8_lossy(&gather);
+            let mut body = Vec::with_capacity(gather.len() * 2 + 128);
+            rpc::open_result(&mut body, &id);
+            body.extend_from_slice(b"{\"content\":[{\"type\":\"text\",\"text\":");
+            json_str(&mut body, &text);
+            body.extend_from_slice(b"}]");
+            let is_json_object = out
+                .content_type
+                .as_deref()
+                .is_some_and(|c| c.contains("json"))
+                && gather.trim_ascii_start().first() == Some(&b'{')
+                && serde_json::from_slice::<serde::de::IgnoredAny>(&gather).is_ok();
+            if is_json_object {
+                // Already a JSON object: embedded as it came, not re-serialised.
+                body.extend_from_slice(b",\"structuredContent\":");
+                body.extend_from_slice(&gather);
+            }
+            body.extend_from_slice(if (200..300).contains(&out.status) {
+                b",\"isError\":false}}"
+            } else {
+                b",\"isError\":true}}"
+            });
+            let mut extra = [0u8; 96];
+            let n = super::service::decision_header(&mut extra, did);
+            let line = std::str::from_utf8(&extra[..n - 2]).unwrap_or("");
+            let value = line.split_once(": ").map_or("", |(_, v)| v);
+            full_response(
+                &mut io.wbuf,
+                200,
+                "application/json",
+                &[("X-Portcullis-Decision-Id", value.as_bytes())],
+                &body,
+                false,
+            );
+            Disposition::KeepAlive
+        }
+        Err(e) => rpc_error(
+            io,
+            200,
+            Some(&id),
+            rpc::UPSTREAM_ERROR,
+            &e.to_string(),
+            Some((e.reason(), Some(did.as_str()))),
+        ),
+    };
+    gather.clear();
+    io.gather = gather;
+    disposition
+}

@@ -1,0 +1,144 @@
+//! What every core shares: settings, trusted keys, the active policy bundle bound to
+//! upstreams and vaulted credentials (swapped atomically as a whole), revocations and
+//! session keys. Read on every call without locks: `ArcSwap` loads and plain `Arc`s.
+
+use crate::config::LimitsResolved;
+use crate::decision::Bundle;
+use crate::envelope::{Claims, SigningKey, Verifier};
+use crate::mcp::session::SessionKey;
+use crate::proxy::pool::UpstreamSpec;
+use crate::vault::{Secret, Vault};
+use arc_swap::ArcSwap;
+use memchr::memmem::Finder;
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+/// How a tool reaches its upstream: resolved once per bundle, so a call does no name
+/// lookups beyond the tool itself.
+pub struct ToolBinding {
+    pub upstream: usize,
+    pub credential: Secret,
+    pub credential_header: String,
+    pub credential_prefix: String,
+    /// Prepared search for the credential in upstream responses.
+    pub finder: Option<Finder<'static>>,
+}
+
+/// A policy bundle together with its bindings. Swapped as one unit: a call sees one
+/// bundle version from start to end.
+pub struct Active {
+    pub bundle: Bundle,
+    pub bindings: HashMap<String, ToolBinding>,
+}
+
+/// Why a bundle cannot be activated with this gateway's configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum BindError {
+    #[error("tool `{tool}` names upstream `{upstream}`, which the configuration does not define")]
+    UnknownUpstream { tool: String, upstream: String },
+    #[error("tool `{tool}` needs credential `{credential}`, which is not in the vault")]
+    MissingCredential { tool: String, credential: String },
+}
+
+impl Active {
+    /// Binds every tool of `bundle` to its upstream and credential, or explains why not.
+    pub fn bind(
+        bundle: Bundle,
+        upstreams: &HashMap<String, usize>,
+        specs: &[UpstreamSpec],
+        vault: &Vault,
+    ) -> Result<Active, BindError> {
+        let mut bindings = HashMap::new();
+        for t in bundle.tools() {
+            let upstream =
+                *upstreams
+                    .get(&t.upstream)
+                    .ok_or_else(|| BindError::UnknownUpstream {
+                        tool: t.name.clone(),
+                        upstream: t.upstream.clone(),
+                    })?;
+            let credential =
+                vault
+                    .get(&t.credential)
+                    .cloned()
+                    .ok_or_else(|| BindError::MissingCredential {
+                        tool: t.name.clone(),
+                        credential: t.credential.clone(),
+                    })?;
+            let spec = &specs[upstream];
+            let finder = crate::proxy::scrub::finder(credential.expose());
+            bindings.insert(
+                t.name.clone(),
+                ToolBinding {
+                    upstream,
+                    credential,
+                    credential_header: t
+                        .credential_header
+                        .clone()
+                        .unwrap_or_else(|| spec.credential_header.clone()),
+                    credential_prefix: t
+                        .credential_prefix
+                        .clone()
+                        .unwrap_or_else(|| spec.credential_prefix.clone()),
+                    finder,
+                },
+            );
+        }
+        Ok(Active { bundle, bindings })
+    }
+}
+
+/// Revoked envelopes (by `jti`, which covers every envelope delegated from them), sessions
+/// and tasks.
+#[derive(Debug, Default, Clone)]
+pub struct Revocations {
+    pub jtis: HashSet<String>,
+    pub sessions: HashSet<String>,
+    pub tasks: HashSet<String>,
+}
+
+impl Revocations {
+    pub fn is_empty(&self) -> bool {
+        self.jtis.is_empty() && self.sessions.is_empty() && self.tasks.is_empty()
+    }
+
+    /// The revoked id that covers these claims, if any: the envelope itself, any ancestor
+    /// in its delegation chain, its session or its task.
+    pub fn covering<'c>(&self, c: &'c Claims) -> Option<&'c str> {
+        if self.is_empty() {
+            return None;
+        }
+        if self.jtis.contains(&c.jti) {
+            return Some(&c.jti);
+        }
+        if let Some(a) = c.delegation_chain.iter().find(|a| self.jtis.contains(*a)) {
+            return Some(a);
+        }
+        if self.sessions.contains(&c.session_id) {
+            return Some(&c.session_id);
+        }
+        if self.tasks.contains(&c.task_id) {
+            return Some(&c.task_id);
+        }
+        None
+    }
+}
+
+/// State shared by all cores.
+pub struct Shared {
+    pub limits: LimitsResolved,
+    pub verifier: Verifier,
+    pub active: ArcSwap<Active>,
+    pub vault: Arc<Vault>,
+    pub revocations: ArcSwap<Revocations>,
+    pub delegation_key: SigningKey,
+    pub max_delegation_depth: u32,
+    pub sessions: SessionKey,
+    pub ended_sessions: ArcSwap<HashSet<String>>,
+    pub upstreams: Vec<UpstreamSpec>,
+    pub upstream_index: HashMap<String, usize>,
+    pub allowed_origins: Vec<String>,
+    pub envelope_cache_entries: usize,
+    /// Process start in microseconds: the prefix of every decision id.
+    pub epoch: u64,
+}
