@@ -3,6 +3,7 @@
 
 pub mod envelope_cmds;
 pub mod serve;
+pub mod vault_cmds;
 pub mod walkthrough;
 
 use clap::{Parser, Subcommand};
@@ -71,6 +72,8 @@ pub enum Command {
     /// Print or check gateway configuration.
     #[command(subcommand)]
     Config(serve::ConfigCmd),
+    /// Manage the encrypted credential vault (init, put, list, rm).
+    Vault(vault_cmds::VaultArgs),
     /// Walk through the renewal-review scenario: mint the seed's envelope, verify it, and
     /// watch a tampered copy get refused.
     Demo(walkthrough::DemoArgs),
@@ -85,5 +88,6 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Demo(a) => walkthrough::run(a),
         Command::Serve(a) => serve::serve(a),
         Command::Config(c) => serve::config(c),
+        Command::Vault(a) => vault_cmds::run(a),
     }
 }

@@ -2,6 +2,7 @@
 //! They make `portcullis serve` and `portcullis demo` work on a fresh machine with nothing
 //! else installed.
 
+pub mod client;
 pub mod mcp_server;
 pub mod records;
 

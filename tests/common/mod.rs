@@ -1,0 +1,233 @@
+//! Shared helpers for the gateway's integration tests: a gateway started in-process from a
+//! configuration text, envelopes minted by a test issuer, and a raw-TCP fake upstream
+//! whose misbehaviour each test chooses.
+#![allow(dead_code)]
+
+use portcullis::config::Config;
+use portcullis::demo::client::{Client, Response};
+use portcullis::envelope::mint::{MintOptions, claims_from_file};
+use portcullis::envelope::{SigningKey, jws};
+use portcullis::gateway::Running;
+use serde_json::Value;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+pub const SEED: &str = include_str!("../../policies/envelopes/renewal-review.json");
+
+pub struct TestGateway {
+    pub running: Running,
+    pub issuer: SigningKey,
+    pub dir: tempfile::TempDir,
+}
+
+/// The embedded default with a file JWKS (a fresh test issuer), port 0, and `edit` applied
+/// to the TOML text.
+pub fn start_gateway(edit: impl Fn(String) -> String) -> TestGateway {
+    let dir = tempfile::tempdir().unwrap();
+    let issuer = SigningKey::generate(Some("test-issuer".into())).unwrap();
+    std::fs::write(dir.path().join("jwks.json"), issuer.jwks().to_string()).unwrap();
+    let text = portcullis::config::DEFAULT_TOML
+        .replace("listen = \"127.0.0.1:8080\"", "listen = \"127.0.0.1:0\"")
+        .replace("cores = 0", "cores = 2")
+        .replace("jwks = \"builtin:demo\"", "jwks = \"jwks.json\"");
+    let text = edit(text);
+    let path = dir.path().join("gateway.toml");
+    std::fs::write(&path, &text).unwrap();
+    let cfg = Config::load(&path).unwrap();
+    portcullis::log::set_quiet(true);
+    let running = portcullis::gateway::start(&cfg).unwrap();
+    TestGateway {
+        running,
+        issuer,
+        dir,
+    }
+}
+
+impl TestGateway {
+    pub fn addr(&self) -> SocketAddr {
+        self.running.server.addr
+    }
+
+    pub fn client(&self) -> Client {
+        Client::connect(self.addr()).unwrap()
+    }
+
+    /// Mints the seed's envelope with `edit` applied to its claims.
+    pub fn envelope(&self, edit: impl Fn(&mut Value)) -> String {
+        let mut v: Value = serde_json::from_str(SEED).unwrap();
+        v["agent_id"] = "renewal-review-agent".into();
+        v["agent_kind"] = "renewal_reviewer".into();
+        edit(&mut v);
+        let now = portcullis::clock::now_unix();
+        let ttl = v.get("ttl").and_then(Value::as_i64).unwrap_or(900);
+        v.as_object_mut().unwrap().remove("ttl");
+        let claims = claims_from_file(
+            v.as_object().unwrap().clone(),
+            &MintOptions {
+                now,
+                ttl_secs: Some(ttl),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        jws::sign(&claims, &self.issuer)
+    }
+
+    pub fn credential(&self, name: &str) -> String {
+        String::from_utf8(
+            self.running
+                .shared
+                .vault
+                .get(name)
+                .unwrap()
+                .expose()
+                .to_vec(),
+        )
+        .unwrap()
+    }
+
+    pub fn demo_log(&self, backend: &str) -> Vec<portcullis::demo::records::Seen> {
+        let d = self.running.demo_backends.as_ref().unwrap();
+        d.log_of(backend).unwrap().lock().unwrap().clone()
+    }
+}
+
+pub fn call(c: &mut Client, token: &str, tool: &str, args: &str) -> Response {
+    let auth = format!("Bearer {token}");
+    c.request(
+        "POST",
+        &format!("/v1/tools/{tool}"),
+        &[
+            ("Authorization", &auth),
+            ("Content-Type", "application/json"),
+        ],
+        args.as_bytes(),
+    )
+    .unwrap()
+}
+
+pub fn mcp(c: &mut Client, token: &str, session: Option<&str>, body: &str) -> Response {
+    let auth = format!("Bearer {token}");
+    let mut h = vec![
+        ("Authorization", auth.as_str()),
+        ("Content-Type", "application/json"),
+        ("Accept", "application/json, text/event-stream"),
+    ];
+    if let Some(s) = session {
+        h.push(("Mcp-Session-Id", s));
+        h.push(("MCP-Protocol-Version", "2025-06-18"));
+    }
+    c.request("POST", "/mcp", &h, body.as_bytes()).unwrap()
+}
+
+pub fn reason(r: &Response) -> String {
+    r.json()["reason"].as_str().unwrap_or("").to_owned()
+}
+
+/// How the fake upstream answers the next requests.
+#[derive(Clone, Debug)]
+pub enum Behaviour {
+    /// A fixed raw response.
+    Raw(Vec<u8>),
+    /// Read the request, then wait this long before answering 200.
+    Slow(std::time::Duration),
+    /// Read the request, then close without answering.
+    Close,
+    /// Read the request, then reset the connection.
+    Reset,
+    /// Echo the request head back as the body (so tests can see what arrived).
+    Echo,
+}
+
+/// A raw TCP server whose behaviour the test sets; records every request head it reads.
+pub struct FakeUpstream {
+    pub addr: SocketAddr,
+    pub behaviour: Arc<Mutex<Behaviour>>,
+    pub seen: Arc<Mutex<Vec<String>>>,
+}
+
+pub fn fake_upstream() -> FakeUpstream {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    let behaviour = Arc::new(Mutex::new(Behaviour::Echo));
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let (b, s) = (behaviour.clone(), seen.clone());
+    std::thread::spawn(move || {
+        for conn in l.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            let (b, s) = (b.clone(), s.clone());
+            std::thread::spawn(move || {
+                loop {
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 4096];
+                    // Read one request (head + Content-Length body).
+                    let head_end = loop {
+                        if let Some(i) = find(&buf, b"\r\n\r\n") {
+                            break i + 4;
+                        }
+                        match conn.read(&mut chunk) {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    };
+                    let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
+                    let cl = head
+                        .lines()
+                        .find_map(|l| {
+                            l.to_ascii_lowercase()
+                                .strip_prefix("content-length:")
+                                .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+                        })
+                        .unwrap_or(0);
+                    while buf.len() < head_end + cl {
+                        match conn.read(&mut chunk) {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    }
+                    s.lock().unwrap().push(head.clone());
+                    let behaviour = b.lock().unwrap().clone();
+                    match behaviour {
+                        Behaviour::Raw(bytes) => {
+                            let _ = conn.write_all(&bytes);
+                        }
+                        Behaviour::Slow(d) => {
+                            std::thread::sleep(d);
+                            let _ =
+                                conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}");
+                        }
+                        Behaviour::Close => return,
+                        Behaviour::Reset => {
+                            let sock = socket2::SockRef::from(&conn);
+                            let _ = sock.set_linger(Some(std::time::Duration::ZERO));
+                            return;
+                        }
+                        Behaviour::Echo => {
+                            let body = serde_json::json!({"head": head}).to_string();
+                            let resp = format!(
+                                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                                body.len()
+                            );
+                            let _ = conn.write_all(resp.as_bytes());
+                        }
+                    }
+                }
+            });
+        }
+    });
+    FakeUpstream {
+        addr,
+        behaviour,
+        seen,
+    }
+}
+
+fn find(h: &[u8], n: &[u8]) -> Option<usize> {
+    h.windows(n.len()).position(|w| w == n)
+}
+
+pub fn write(p: &Path, s: &str) {
+    std::fs::write(p, s).unwrap();
+}

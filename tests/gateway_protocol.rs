@@ -1,0 +1,343 @@
+//! The data plane under bad input and failing upstreams, over real sockets: malformed and
+//! ambiguous requests, smuggling attempts, oversize heads and bodies, invalid JSON, slow
+//! clients, pipelining; upstreams that are down, slow, resetting or talking nonsense. The
+//! gateway answers each with the right status and keeps serving everyone else.
+
+mod common;
+
+use common::*;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+fn raw(addr: std::net::SocketAddr, bytes: &[u8]) -> String {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(bytes).unwrap();
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn status_of(resp: &str) -> u16 {
+    resp.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0)
+}
+
+fn with_fake(edit: impl Fn(String) -> String) -> (TestGateway, FakeUpstream) {
+    let fake = fake_upstream();
+    let url = format!("http://{}", fake.addr);
+    let gw = start_gateway(|t| {
+        edit(t.replace("url = \"builtin:records\"", &format!("url = \"{url}\"")))
+            .replace("response_timeout = \"30s\"", "response_timeout = \"1s\"")
+    });
+    (gw, fake)
+}
+
+#[test]
+fn malformed_and_ambiguous_requests_get_400_and_close() {
+    let gw = start_gateway(|t| t);
+    let a = gw.addr();
+    let cases: [(&[u8], u16); 9] = [
+        (b"GARBAGE\r\n\r\n", 400),
+        (b"POST /v1/tools/crm.read HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400),
+        (b"POST /v1/tools/crm.read HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!", 400),
+        (b"POST /v1/tools/crm.read HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", 400),
+        (b"POST /v1/tools/crm.read HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", 501),
+        (b"POST /v1/tools/crm.read HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\nhello\r\n0\r\n\r\n", 400),
+        (b"POST /v1/tools/crm.read HTTP/1.1\r\nContent-Length: 2\r\n\r\n{}", 400),
+        (b"POST /v1/tools/crm.read HTTP/2.0\r\nHost: x\r\n\r\n", 505),
+        (b"POST /v1/tools/crm.read HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999999\r\n\r\n", 413),
+    ];
+    for (bytes, want) in cases {
+        let resp = raw(a, bytes);
+        assert_eq!(
+            status_of(&resp),
+            want,
+            "{:?} -> {resp}",
+            String::from_utf8_lossy(bytes)
+        );
+        assert!(resp.contains("Connection: close"), "{resp}");
+        assert!(resp.contains("\"reason\""), "JSON error body: {resp}");
+    }
+    // Still serving.
+    let t = gw.envelope(|_| {});
+    let r = call(
+        &mut gw.client(),
+        &t,
+        "contracts.read",
+        r#"{"contract_id":"contract_7781"}"#,
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+}
+
+#[test]
+fn oversize_heads_and_bodies() {
+    let gw = start_gateway(|t| t.replace("max_body_bytes = 1048576", "max_body_bytes = 1024"));
+    let big_header = format!(
+        "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(20_000)
+    );
+    assert_eq!(status_of(&raw(gw.addr(), big_header.as_bytes())), 431);
+    let many = format!(
+        "GET /healthz HTTP/1.1\r\nHost: x\r\n{}\r\n",
+        "X-A: 1\r\n".repeat(100)
+    );
+    assert_eq!(status_of(&raw(gw.addr(), many.as_bytes())), 431);
+    let body = "x".repeat(2000);
+    let req = format!(
+        "POST /v1/tools/crm.read HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    assert_eq!(status_of(&raw(gw.addr(), req.as_bytes())), 413);
+    let chunked = format!(
+        "POST /v1/tools/crm.read HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n7d0\r\n{body}\r\n0\r\n\r\n"
+    );
+    assert_eq!(status_of(&raw(gw.addr(), chunked.as_bytes())), 413);
+}
+
+#[test]
+fn smuggled_second_request_is_never_forwarded_as_part_of_the_first() {
+    // A classic CL.TE attempt is refused outright; a TE body followed by a pipelined
+    // request is framed by the chunked encoding, so the second request is parsed (and
+    // authorised) on its own.
+    let (gw, fake) = with_fake(|t| t);
+    let t = gw.envelope(|_| {});
+    let args = r#"{"contract_id":"contract_7781"}"#;
+    let req = format!(
+        "POST /v1/tools/contracts.read HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {t}\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n{args}\r\n0\r\n\r\nGET /v1/tools/crm.read HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        args.len()
+    );
+    let resp = raw(gw.addr(), req.as_bytes());
+    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+    assert!(
+        resp.contains("HTTP/1.1 405"),
+        "the smuggled GET is its own request: {resp}"
+    );
+    let seen = fake.seen.lock().unwrap();
+    assert_eq!(seen.len(), 1, "exactly one upstream request: {seen:?}");
+    assert!(!seen[0].contains("crm"), "{seen:?}");
+}
+
+#[test]
+fn pipelined_requests_are_answered_in_order() {
+    let gw = start_gateway(|t| t);
+    let t = gw.envelope(|_| {});
+    let one = |id: &str| {
+        let body = format!(r#"{{"contract_id":"{id}"}}"#);
+        format!(
+            "POST /v1/tools/contracts.read HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {t}\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+    };
+    let mut s = TcpStream::connect(gw.addr()).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let all = format!(
+        "{}{}{}GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        one("contract_7781"),
+        one("contract_9999"),
+        one("contract_7781")
+    );
+    s.write_all(all.as_bytes()).unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    let statuses: Vec<&str> = out
+        .match_indices("HTTP/1.1 ")
+        .map(|(i, _)| &out[i + 9..i + 12])
+        .collect();
+    assert_eq!(statuses, ["200", "403", "200", "200"], "{out}");
+}
+
+#[test]
+fn invalid_json_bodies_are_400_with_a_reason() {
+    let gw = start_gateway(|t| t);
+    let t = gw.envelope(|_| {});
+    let mut c = gw.client();
+    for body in ["{not json", "[1,2]", "\"str\"", r#"{"contract_id": 7781}"#] {
+        let r = call(&mut c, &t, "contracts.read", body);
+        assert_eq!(r.status, 400, "{body}: {}", r.text());
+        assert_eq!(reason(&r), "invalid_arguments", "{body}");
+        assert!(r.json()["decision_id"].as_str().is_some());
+    }
+    let r = call(&mut c, &t, "contracts.read", "{}");
+    assert_eq!(r.status, 400);
+    assert!(
+        r.text().contains("contract_id"),
+        "names the missing argument: {}",
+        r.text()
+    );
+}
+
+#[test]
+fn invalid_json_rpc_gets_json_rpc_errors() {
+    let gw = start_gateway(|t| t);
+    let t = gw.envelope(|_| {});
+    let mut c = gw.client();
+    let r = mcp(&mut c, &t, None, "{oops");
+    assert_eq!(r.status, 400);
+    assert_eq!(r.json()["error"]["code"], -32700);
+    let r = mcp(
+        &mut c,
+        &t,
+        None,
+        r#"{"jsonrpc":"1.0","id":1,"method":"tools/list"}"#,
+    );
+    assert_eq!(r.json()["error"]["code"], -32600);
+    let r = mcp(
+        &mut c,
+        &t,
+        None,
+        r#"[{"jsonrpc":"2.0","id":1,"method":"tools/list"}]"#,
+    );
+    assert_eq!(r.json()["error"]["code"], -32600);
+    let r = mcp(
+        &mut c,
+        &t,
+        None,
+        r#"{"jsonrpc":"2.0","id":1,"method":"resources/list"}"#,
+    );
+    assert_eq!(r.json()["error"]["code"], -32601);
+    let r = mcp(
+        &mut c,
+        &t,
+        None,
+        r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"contracts.read","arguments":[]}}"#,
+    );
+    assert_eq!(r.json()["error"]["code"], -32602);
+    let r = mcp(
+        &mut c,
+        &t,
+        None,
+        r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
+    );
+    assert_eq!(r.status, 202);
+    assert!(r.body.is_empty());
+}
+
+#[test]
+fn a_slow_client_is_timed_out_without_stalling_others() {
+    let gw = start_gateway(|t| {
+        t.replace("header_timeout = \"10s\"", "header_timeout = \"1s\"")
+            .replace("cores = 2", "cores = 1")
+    });
+    let mut slow = TcpStream::connect(gw.addr()).unwrap();
+    slow.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    slow.write_all(b"POST /v1/tools/crm.read HTTP/1.1\r\nHost: x\r\n")
+        .unwrap();
+    // Meanwhile, on the same (single) core, another agent is served promptly.
+    let t = gw.envelope(|_| {});
+    let start = Instant::now();
+    let r = call(
+        &mut gw.client(),
+        &t,
+        "contracts.read",
+        r#"{"contract_id":"contract_7781"}"#,
+    );
+    assert_eq!(r.status, 200);
+    assert!(start.elapsed() < Duration::from_millis(900));
+    let mut out = String::new();
+    let _ = slow.read_to_string(&mut out);
+    assert_eq!(status_of(&out), 408, "{out}");
+    let mut body_slow = TcpStream::connect(gw.addr()).unwrap();
+    body_slow
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    body_slow
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut buf = [0u8; 512];
+    let n = body_slow.read(&mut buf).unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+}
+
+#[test]
+fn upstream_down_is_502() {
+    // A port nothing listens on.
+    let free = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let gw = start_gateway(|t| {
+        t.replace(
+            "url = \"builtin:records\"",
+            &format!("url = \"http://{free}\""),
+        )
+    });
+    let t = gw.envelope(|_| {});
+    let r = call(
+        &mut gw.client(),
+        &t,
+        "contracts.read",
+        r#"{"contract_id":"contract_7781"}"#,
+    );
+    assert_eq!(r.status, 502, "{}", r.text());
+    assert_eq!(reason(&r), "upstream_unreachable");
+}
+
+#[test]
+fn upstream_failures_map_to_502_and_504() {
+    let (gw, fake) = with_fake(|t| t);
+    let t = gw.envelope(|_| {});
+    let mut c = gw.client();
+    let args = r#"{"contract_id":"contract_7781"}"#;
+    let cases: [(Behaviour, u16, &str); 5] = [
+        (
+            Behaviour::Slow(Duration::from_millis(2500)),
+            504,
+            "upstream_timeout",
+        ),
+        (Behaviour::Close, 502, "upstream_closed"),
+        (Behaviour::Reset, 502, ""),
+        (
+            Behaviour::Raw(b"NOT HTTP AT ALL\r\n\r\n".to_vec()),
+            502,
+            "upstream_bad_response",
+        ),
+        (
+            Behaviour::Raw(
+                b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n"
+                    .to_vec(),
+            ),
+            502,
+            "upstream_bad_response",
+        ),
+    ];
+    for (b, status, why) in cases {
+        *fake.behaviour.lock().unwrap() = b.clone();
+        let r = call(&mut c, &t, "contracts.read", args);
+        assert_eq!(r.status, status, "{b:?}: {}", r.text());
+        if !why.is_empty() {
+            assert_eq!(reason(&r), why, "{b:?}");
+        }
+    }
+    // And back to normal on the same connection.
+    *fake.behaviour.lock().unwrap() = Behaviour::Echo;
+    assert_eq!(call(&mut c, &t, "contracts.read", args).status, 200);
+}
+
+#[test]
+fn the_upstream_gets_the_vaulted_credential_and_never_the_envelope() {
+    let (gw, fake) = with_fake(|t| t);
+    let t = gw.envelope(|_| {});
+    let r = call(
+        &mut gw.client(),
+        &t,
+        "contracts.read",
+        r#"{"contract_id":"contract_7781"}"#,
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let head = fake.seen.lock().unwrap()[0].clone();
+    let cred = gw.credential("records_api");
+    assert!(
+        head.contains(&format!("Authorization: Bearer {cred}")),
+        "{head}"
+    );
+    let sig = t.rsplit('.').next().unwrap();
+    assert!(
+        !head.contains(sig) && !head.contains(&t[..40]),
+        "the envelope never travels upstream"
+    );
+    // The echoed credential is scrubbed before the agent sees the body.
+    assert!(!r.text().contains(&cred), "{}", r.text());
+    assert!(r.text().contains("Bearer ****"), "{}", r.text());
+}
