@@ -17,8 +17,6 @@ pub struct DocsMcp {
     pub log: SeenLog,
 }
 
-pub const SUPPORTED: [&str; 4] = ["2026-07-28", "2025-11-25", "2025-06-18", "2025-03-26"];
-
 fn tools() -> Value {
     json!([
         {
@@ -135,11 +133,7 @@ impl Service for DocsMcp {
         match method {
             "initialize" => {
                 let asked = msg["params"]["protocolVersion"].as_str().unwrap_or("");
-                let version = if SUPPORTED.contains(&asked) {
-                    asked
-                } else {
-                    SUPPORTED[1]
-                };
+                let version = crate::mcp::version::negotiate(asked);
                 let result = json!({
                     "jsonrpc": "2.0", "id": id,
                     "result": {

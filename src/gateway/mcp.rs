@@ -30,6 +30,14 @@ use std::sync::Arc;
 /// What a POSTed message asks for, decided synchronously while the body is parsed.
 enum Plan {
     Accepted,
+    /// A 2026-07-28 request naming a protocol revision this gateway does not speak.
+    Unsupported {
+        id: RpcId,
+        version: String,
+    },
+    Discover {
+        id: RpcId,
+    },
     Error {
         status: u16,
         id: Option<RpcId>,
@@ -60,6 +68,63 @@ enum Plan {
         id: RpcId,
         tool: String,
     },
+}
+
+const INSTRUCTIONS: &str = "Tool calls are authorised one by one against your identity envelope, its declared purpose and the policy; refusals carry a reason and a decision id.";
+
+fn server_info() -> Value {
+    json!({"name": "portcullis", "title": "Portcullis gateway", "version": env!("CARGO_PKG_VERSION")})
+}
+
+/// SEP-2243: from 2026-07-28 a request carries `Mcp-Method` (and `Mcp-Name` for
+/// `tools/call`) and they must agree with the body, so that intermediaries routing on
+/// headers see what the server executes.
+fn check_standard_headers(
+    message: &Message<'_>,
+    m: &crate::pipeline::args::Args<'_, '_>,
+    method_hdr: Option<&str>,
+    name_hdr: Option<&str>,
+) -> Option<Plan> {
+    let (id, method) = match message {
+        Message::Request { id, method } => (Some(id.clone()), *method),
+        Message::Notification { method } => (None, *method),
+        _ => return None,
+    };
+    let mismatch = |why: String| Plan::Error {
+        status: 400,
+        id: id.clone(),
+        code: version::HEADER_MISMATCH,
+        message: why,
+    };
+    match method_hdr {
+        None => return Some(mismatch("missing required Mcp-Method header".into())),
+        Some(h) if h != method => {
+            return Some(mismatch(format!(
+                "Mcp-Method header `{h}` does not match body method `{method}`"
+            )));
+        }
+        Some(_) => {}
+    }
+    if method == "tools/call" {
+        let body_name = m
+            .object_at("params")
+            .and_then(|p| p.str("name").ok().flatten());
+        match (name_hdr.map(version::decode_header_value), body_name) {
+            (None, Some(_)) => {
+                return Some(mismatch(
+                    "missing required Mcp-Name header for `tools/call`".into(),
+                ));
+            }
+            (Some(None), _) => return Some(mismatch("Mcp-Name header is not valid Base64".into())),
+            (Some(Some(h)), Some(b)) if h != b => {
+                return Some(mismatch(format!(
+                    "Mcp-Name header `{h}` does not match body value `{b}`"
+                )));
+            }
+            _ => {}
+        }
+    }
+    None
 }
 
 fn rpc_reply(io: &mut ConnIo, status: u16, body: &[u8], session: Option<&str>) {
@@ -198,6 +263,20 @@ async fn post(gw: &Gateway, req: Request<'_>, io: &mut ConnIo) -> Disposition {
         );
         return rpc_error(io, 400, None, rpc::INVALID_REQUEST, &msg, None);
     }
+    if req.head.mcp_duplicate {
+        return rpc_error(
+            io,
+            400,
+            None,
+            version::HEADER_MISMATCH,
+            "an MCP header (Mcp-Method, Mcp-Name, Mcp-Session-Id, MCP-Protocol-Version) appears more than once",
+            None,
+        );
+    }
+    // 2026-07-28 and later: no session, standard headers that must agree with the body.
+    let modern = header_version.is_some_and(version::is_stateless);
+    let method_hdr = req.field(&req.head.mcp_method);
+    let name_hdr = req.field(&req.head.mcp_name);
     if !accepts(&req) {
         return rpc_error(
             io,
@@ -213,7 +292,7 @@ async fn post(gw: &Gateway, req: Request<'_>, io: &mut ConnIo) -> Disposition {
         Ok(c) => c,
         Err(d) => return deny_rpc(io, None, &d, &did),
     };
-    let session_hdr = req.field(&req.head.mcp_session_id);
+    let session_hdr = req.field(&req.head.mcp_session_id).filter(|_| !modern);
     if let Some(sid) = session_hdr
         && (gw.shared.sessions.verify(sid, &claims.jti).is_none()
             || gw.shared.ended_sessions.load().contains(sid))
@@ -264,36 +343,56 @@ async fn post(gw: &Gateway, req: Request<'_>, io: &mut ConnIo) -> Disposition {
                     };
                 }
             };
-            match rpc::classify(&m) {
-                Message::Notification { .. } | Message::Response => Plan::Accepted,
-                Message::Invalid { id, why } => Plan::Error {
-                    status: 400,
+            let message = rpc::classify(&m);
+            if modern && let Some(plan) = check_standard_headers(&message, &m, method_hdr, name_hdr)
+            {
+                return plan;
+            }
+            let (id, method) = match message {
+                Message::Notification { .. } | Message::Response => return Plan::Accepted,
+                Message::Invalid { id, why } => {
+                    return Plan::Error {
+                        status: 400,
+                        id,
+                        code: rpc::INVALID_REQUEST,
+                        message: why.into(),
+                    };
+                }
+                Message::Request { id, method } => (id, method),
+            };
+            if let Some(v) = m
+                .object_at("params")
+                .and_then(|p| p.object_at("_meta"))
+                .and_then(|meta| meta.str(version::META_PROTOCOL_VERSION).ok().flatten())
+                && !version::is_supported(v)
+            {
+                return Plan::Unsupported {
                     id,
-                    code: rpc::INVALID_REQUEST,
-                    message: why.into(),
-                },
-                Message::Request { id, method } => match method {
-                    "initialize" => {
-                        let asked = m
-                            .object_at("params")
-                            .and_then(|p| p.str("protocolVersion").ok().flatten())
-                            .unwrap_or(version::DEFAULT_WITHOUT_HEADER);
-                        Plan::Initialize {
-                            id,
-                            version: version::negotiate(asked),
-                        }
+                    version: v.to_owned(),
+                };
+            }
+            match method {
+                "server/discover" => Plan::Discover { id },
+                "initialize" => {
+                    let asked = m
+                        .object_at("params")
+                        .and_then(|p| p.str("protocolVersion").ok().flatten())
+                        .unwrap_or(version::DEFAULT_WITHOUT_HEADER);
+                    Plan::Initialize {
+                        id,
+                        version: version::negotiate(asked),
                     }
-                    "ping" => Plan::Ping { id },
-                    "tools/list" => Plan::ToolsList { id },
-                    "tools/call" => {
-                        plan_call(gw, &active, &claims, &m, id, now, &did, &mut scratch, upreq)
-                    }
-                    other => Plan::Error {
-                        status: 200,
-                        id: Some(id),
-                        code: rpc::METHOD_NOT_FOUND,
-                        message: format!("method `{other}` is not offered by this gateway"),
-                    },
+                }
+                "ping" => Plan::Ping { id },
+                "tools/list" => Plan::ToolsList { id },
+                "tools/call" => {
+                    plan_call(gw, &active, &claims, &m, id, now, &did, &mut scratch, upreq)
+                }
+                other => Plan::Error {
+                    status: 200,
+                    id: Some(id),
+                    code: rpc::METHOD_NOT_FOUND,
+                    message: format!("method `{other}` is not offered by this gateway"),
                 },
             }
         })
@@ -310,10 +409,51 @@ async fn post(gw: &Gateway, req: Request<'_>, io: &mut ConnIo) -> Disposition {
             message,
         } => rpc_error(io, status, id.as_ref(), code, &message, None),
         Plan::Denied { id, denial } => deny_rpc(io, Some(&id), &denial, &did),
+        Plan::Unsupported { id, version: v } => {
+            let mut body = Vec::with_capacity(256);
+            rpc::open_error(
+                &mut body,
+                Some(&id),
+                version::UNSUPPORTED_PROTOCOL_VERSION,
+                &format!("unsupported protocol version `{v}`"),
+            );
+            body.extend_from_slice(b",\"data\":");
+            body.extend_from_slice(
+                json!({"supported": version::SUPPORTED, "requested": v})
+                    .to_string()
+                    .as_bytes(),
+            );
+            body.extend_from_slice(b"}}");
+            rpc_reply(io, 200, &body, None);
+            Disposition::KeepAlive
+        }
+        Plan::Discover { id } => {
+            let result = json!({
+                "resultType": "complete",
+                "supportedVersions": version::SUPPORTED,
+                "capabilities": {"tools": {"listChanged": false}},
+                "instructions": INSTRUCTIONS,
+                // Tool visibility depends on the caller's envelope: never share a cached
+                // answer across authorization contexts.
+                "ttlMs": 0,
+                "cacheScope": "private",
+                "_meta": {version::META_SERVER_INFO: server_info()},
+            });
+            let mut body = Vec::with_capacity(512);
+            rpc::open_result(&mut body, &id);
+            body.extend_from_slice(result.to_string().as_bytes());
+            body.push(b'}');
+            rpc_reply(io, 200, &body, None);
+            Disposition::KeepAlive
+        }
         Plan::Ping { id } => {
             let mut body = Vec::with_capacity(48);
             rpc::open_result(&mut body, &id);
-            body.extend_from_slice(b"{}}");
+            body.extend_from_slice(if modern {
+                b"{\"resultType\":\"complete\"}}"
+            } else {
+                b"{}}"
+            });
             rpc_reply(io, 200, &body, None);
             Disposition::KeepAlive
         }
@@ -323,8 +463,8 @@ async fn post(gw: &Gateway, req: Request<'_>, io: &mut ConnIo) -> Disposition {
             let result = json!({
                 "protocolVersion": v,
                 "capabilities": {"tools": {"listChanged": false}},
-                "serverInfo": {"name": "portcullis", "title": "Portcullis gateway", "version": env!("CARGO_PKG_VERSION")},
-                "instructions": "Tool calls are authorised one by one against your identity envelope, its declared purpose and the policy; refusals carry a reason and a decision id."
+                "serverInfo": server_info(),
+                "instructions": INSTRUCTIONS,
             });
             let mut body = Vec::with_capacity(512);
             rpc::open_result(&mut body, &id);
@@ -333,11 +473,11 @@ async fn post(gw: &Gateway, req: Request<'_>, io: &mut ConnIo) -> Disposition {
             rpc_reply(io, 200, &body, session.as_deref());
             Disposition::KeepAlive
         }
-        Plan::ToolsList { id } => tools_list(gw, &active, &claims, id, io).await,
+        Plan::ToolsList { id } => tools_list(gw, &active, &claims, id, modern, io).await,
         Plan::CallMcp { id, tool } => {
             call_mcp(gw, &active, &claims, &req, io, id, &tool, &did).await
         }
-        Plan::CallHttp { id, tool } => call_http(gw, &active, io, id, &tool, &did).await,
+        Plan::CallHttp { id, tool } => call_http(gw, &active, io, id, &tool, &did, modern).await,
     }
 }
 
@@ -458,6 +598,7 @@ async fn tools_list(
     active: &Active,
     claims: &crate::envelope::Claims,
     id: RpcId,
+    modern: bool,
     io: &mut ConnIo,
 ) -> Disposition {
     let purpose = active.bundle.purpose(&claims.purpose);
@@ -519,7 +660,12 @@ async fn tools_list(
     }
     let mut body = Vec::with_capacity(1024);
     rpc::open_result(&mut body, &id);
-    body.extend_from_slice(json!({"tools": tools}).to_string().as_bytes());
+    let result = if modern {
+        json!({"resultType": "complete", "tools": tools, "ttlMs": 0, "cacheScope": "private"})
+    } else {
+        json!({"tools": tools})
+    };
+    body.extend_from_slice(result.to_string().as_bytes());
     body.push(b'}');
     rpc_reply(io, 200, &body, None);
     Disposition::KeepAlive
@@ -687,6 +833,7 @@ async fn call_http(
     id: RpcId,
     tool_name: &str,
     did: &DecisionId,
+    modern: bool,
 ) -> Disposition {
     let (Some(tool), Some(binding)) = (
         active.bundle.tool(tool_name),
@@ -739,7 +886,11 @@ async fn call_http(
             let text = String::from_utf8_lossy(&gather);
             let mut body = Vec::with_capacity(gather.len() * 2 + 128);
             rpc::open_result(&mut body, &id);
-            body.extend_from_slice(b"{\"content\":[{\"type\":\"text\",\"text\":");
+            body.extend_from_slice(if modern {
+                b"{\"resultType\":\"complete\",\"content\":[{\"type\":\"text\",\"text\":"
+            } else {
+                b"{\"content\":[{\"type\":\"text\",\"text\":"
+            });
             json_str(&mut body, &text);
             body.extend_from_slice(b"}]");
             let is_json_object = out

@@ -145,7 +145,7 @@ impl Gateway {
         let name = || self.pools[upstream].spec.name.clone();
         let init = format!(
             r#"{{"jsonrpc":"2.0","id":0,"method":"initialize","params":{{"protocolVersion":"{}","capabilities":{{}},"clientInfo":{{"name":"portcullis","version":"{}"}}}}}}"#,
-            version::SUPPORTED[1],
+            version::LATEST_WITH_INITIALIZE,
             env!("CARGO_PKG_VERSION")
         );
         let mut gather = Vec::new();

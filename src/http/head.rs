@@ -84,6 +84,12 @@ pub struct RequestHead {
     pub mcp_protocol_version: Option<Range<usize>>,
     pub origin: Option<Range<usize>>,
     pub host: Option<Range<usize>>,
+    /// MCP 2026-07-28 standard headers (SEP-2243): the JSON-RPC method and name.
+    pub mcp_method: Option<Range<usize>>,
+    pub mcp_name: Option<Range<usize>>,
+    /// An MCP singleton header (`Mcp-Method`, `Mcp-Name`, `Mcp-Session-Id`,
+    /// `MCP-Protocol-Version`) appeared more than once.
+    pub mcp_duplicate: bool,
 }
 
 impl RequestHead {
@@ -212,9 +218,13 @@ pub fn parse_request(buf: &[u8], max_len: usize) -> Result<Option<RequestHead>, 
         } else if name.eq_ignore_ascii_case("accept") {
             h.accept = Some(r());
         } else if name.eq_ignore_ascii_case("mcp-session-id") {
-            h.mcp_session_id = Some(r());
+            h.mcp_duplicate |= h.mcp_session_id.replace(r()).is_some();
         } else if name.eq_ignore_ascii_case("mcp-protocol-version") {
-            h.mcp_protocol_version = Some(r());
+            h.mcp_duplicate |= h.mcp_protocol_version.replace(r()).is_some();
+        } else if name.eq_ignore_ascii_case("mcp-method") {
+            h.mcp_duplicate |= h.mcp_method.replace(r()).is_some();
+        } else if name.eq_ignore_ascii_case("mcp-name") {
+            h.mcp_duplicate |= h.mcp_name.replace(r()).is_some();
         } else if name.eq_ignore_ascii_case("origin") {
             h.origin = Some(r());
         } else if name.eq_ignore_ascii_case("host") {

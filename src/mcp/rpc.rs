@@ -116,15 +116,9 @@ pub fn open_result(out: &mut Vec<u8>, id: &RpcId) {
     out.extend_from_slice(b",\"result\":");
 }
 
-/// A complete error response. `data` carries the gateway's reason and decision id when a
-/// decision was made.
-pub fn write_error(
-    out: &mut Vec<u8>,
-    id: Option<&RpcId>,
-    code: i64,
-    message: &str,
-    data: Option<(&str, Option<&str>)>,
-) {
+/// Opens an error: `{"jsonrpc":"2.0","id":..,"error":{"code":..,"message":..` — the
+/// caller may add fields and closes with `}}`.
+pub fn open_error(out: &mut Vec<u8>, id: Option<&RpcId>, code: i64, message: &str) {
     out.extend_from_slice(b"{\"jsonrpc\":\"2.0\",\"id\":");
     write_id(out, id);
     out.extend_from_slice(b",\"error\":{\"code\":");
@@ -134,6 +128,18 @@ pub fn write_error(
     push_u64(out, code.unsigned_abs());
     out.extend_from_slice(b",\"message\":");
     json_str(out, message);
+}
+
+/// A complete error response. `data` carries the gateway's reason and decision id when a
+/// decision was made.
+pub fn write_error(
+    out: &mut Vec<u8>,
+    id: Option<&RpcId>,
+    code: i64,
+    message: &str,
+    data: Option<(&str, Option<&str>)>,
+) {
+    open_error(out, id, code, message);
     if let Some((reason, decision)) = data {
         out.extend_from_slice(b",\"data\":{\"reason\":");
         json_str(out, reason);

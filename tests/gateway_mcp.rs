@@ -1,0 +1,258 @@
+//! The MCP endpoint driven by a real MCP client library (rmcp, the official Rust SDK) over
+//! Streamable HTTP, in both protocol styles: the session-based handshake (`initialize`,
+//! `Mcp-Session-Id`) and the stateless 2026-07-28 revision (`server/discover`, per-request
+//! `_meta`, standard `Mcp-Method`/`Mcp-Name` headers).
+
+mod common;
+
+use common::*;
+use rmcp::model::{CallToolRequestParams, ProtocolVersion};
+use rmcp::service::{
+    ClientLifecycleMode, ClientServiceExt, RoleClient, RunningService, ServiceError, ServiceExt,
+};
+use rmcp::transport::StreamableHttpClientTransport;
+use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+use serde_json::{Value, json};
+
+async fn connect(gw: &TestGateway, token: &str, modern: bool) -> RunningService<RoleClient, ()> {
+    let cfg = StreamableHttpClientTransportConfig::with_uri(format!("http://{}/mcp", gw.addr()))
+        .auth_header(token.to_owned());
+    let transport = StreamableHttpClientTransport::from_config(cfg);
+    if modern {
+        ().serve_with_lifecycle(
+            transport,
+            ClientLifecycleMode::Discover {
+                preferred_versions: vec![ProtocolVersion::V_2026_07_28],
+            },
+        )
+        .await
+        .expect("discover handshake")
+    } else {
+        ().serve(transport).await.expect("initialize handshake")
+    }
+}
+
+fn args(v: Value) -> rmcp::model::JsonObject {
+    v.as_object().unwrap().clone()
+}
+
+fn denial(e: ServiceError) -> (i32, Value) {
+    match e {
+        ServiceError::McpError(d) => (d.code.0, d.data.unwrap_or(Value::Null)),
+        other => panic!("expected a JSON-RPC error, got {other:?}"),
+    }
+}
+
+async fn exercise(modern: bool) {
+    let gw = start_gateway(|t| t);
+    let token = gw.envelope(|_| {});
+    let client = connect(&gw, &token, modern).await;
+    let info = client.peer_info().expect("server info");
+    if modern {
+        assert_eq!(info.protocol_version, ProtocolVersion::V_2026_07_28);
+    } else {
+        assert!(info.protocol_version.has_initialize());
+    }
+
+    let mut names: Vec<String> = client
+        .list_all_tools()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| t.name.to_string())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        ["contracts.read", "crm.read", "tickets.create"],
+        "only what the envelope may call"
+    );
+
+    let ok = client
+        .call_tool(
+            CallToolRequestParams::new("contracts.read")
+                .with_arguments(args(json!({"contract_id": "contract_7781"}))),
+        )
+        .await
+        .unwrap();
+    assert_eq!(ok.is_error, Some(false));
+    assert_eq!(
+        ok.structured_content.as_ref().unwrap()["contract_id"],
+        "contract_7781"
+    );
+
+    let e = client
+        .call_tool(
+            CallToolRequestParams::new("crm.read")
+                .with_arguments(args(json!({"customer_id": "cust_globex_2001"}))),
+        )
+        .await
+        .unwrap_err();
+    let (code, data) = denial(e);
+    assert_eq!(code, -32003);
+    assert_eq!(data["reason"], "resource_out_of_scope");
+    assert!(data["decision_id"].as_str().unwrap().starts_with("d-"));
+
+    let e = client
+        .call_tool(
+            CallToolRequestParams::new("billing.update")
+                .with_arguments(args(json!({"customer_id": "cust_acme_1042"}))),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(denial(e).1["reason"], "tool_not_in_envelope");
+
+    // The records backend saw the vaulted credential, never the envelope.
+    let cred = gw.credential("records_api");
+    let seen = gw.demo_log("records");
+    assert!(!seen.is_empty());
+    for s in &seen {
+        assert_eq!(
+            s.authorization.as_deref(),
+            Some(format!("Bearer {cred}").as_str())
+        );
+        assert!(s.headers.iter().all(|(_, v)| !v.contains(&token[..60])));
+    }
+    client.cancel().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_based_client_lists_only_allowed_tools_and_gets_denials_as_errors() {
+    exercise(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stateless_2026_client_lists_only_allowed_tools_and_gets_denials_as_errors() {
+    exercise(true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tool_served_by_an_upstream_mcp_server_streams_through() {
+    let gw = start_gateway(|t| t);
+    let token = gw.envelope(|v| {
+        v["allowed_tools"]
+            .as_array_mut()
+            .unwrap()
+            .push("contracts.classify_clauses".into());
+    });
+    for modern in [false, true] {
+        let client = connect(&gw, &token, modern).await;
+        let tools = client.list_all_tools().await.unwrap();
+        let classify = tools
+            .iter()
+            .find(|t| t.name == "contracts.classify_clauses")
+            .expect("merged from the upstream");
+        assert_eq!(
+            classify.description.as_deref(),
+            Some("Classify the clauses of one contract by renewal risk.")
+        );
+        let r = client
+            .call_tool(
+                CallToolRequestParams::new("contracts.classify_clauses")
+                    .with_arguments(args(json!({"contract_id": "contract_7781"}))),
+            )
+            .await
+            .unwrap();
+        let s = r.structured_content.unwrap();
+        assert_eq!(s["clauses"].as_array().unwrap().len(), 3);
+        client.cancel().await.unwrap();
+    }
+    let cred = gw.credential("docs_mcp");
+    for s in gw.demo_log("docs-mcp") {
+        assert_eq!(
+            s.authorization.as_deref(),
+            Some(format!("Bearer {cred}").as_str())
+        );
+    }
+}
+
+#[test]
+fn standard_headers_must_agree_with_the_body() {
+    let gw = start_gateway(|t| t);
+    let token = gw.envelope(|_| {});
+    let mut c = gw.client();
+    let auth = format!("Bearer {token}");
+    let body = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"contracts.read","arguments":{"contract_id":"contract_7781"}}}"#;
+    let base = [
+        ("Authorization", auth.as_str()),
+        ("Content-Type", "application/json"),
+        ("Accept", "application/json, text/event-stream"),
+        ("MCP-Protocol-Version", "2026-07-28"),
+    ];
+    let send = |c: &mut portcullis::demo::client::Client, extra: &[(&str, &str)]| {
+        let mut h = base.to_vec();
+        h.extend_from_slice(extra);
+        c.request("POST", "/mcp", &h, body.as_bytes()).unwrap()
+    };
+    let r = send(
+        &mut c,
+        &[("Mcp-Method", "tools/call"), ("Mcp-Name", "contracts.read")],
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["result"]["resultType"], "complete");
+    for extra in [
+        vec![("Mcp-Name", "contracts.read")],
+        vec![("Mcp-Method", "tools/list"), ("Mcp-Name", "contracts.read")],
+        vec![("Mcp-Method", "tools/call"), ("Mcp-Name", "crm.read")],
+        vec![("Mcp-Method", "tools/call")],
+        vec![
+            ("Mcp-Method", "tools/call"),
+            ("Mcp-Method", "tools/call"),
+            ("Mcp-Name", "contracts.read"),
+        ],
+    ] {
+        let r = send(&mut c, &extra);
+        assert_eq!(r.status, 400, "{extra:?}: {}", r.text());
+        assert_eq!(r.json()["error"]["code"], -32020, "{extra:?}");
+    }
+    // Base64-encoded names are decoded before comparison.
+    let r = send(
+        &mut c,
+        &[
+            ("Mcp-Method", "tools/call"),
+            ("Mcp-Name", "=?base64?Y29udHJhY3RzLnJlYWQ=?="),
+        ],
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+}
+
+#[test]
+fn sessions_are_bound_to_their_envelope_and_end_on_delete() {
+    let gw = start_gateway(|t| t);
+    let a = gw.envelope(|_| {});
+    let b = gw.envelope(|_| {});
+    let mut c = gw.client();
+    let init = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}"#;
+    let r = mcp(&mut c, &a, None, init);
+    assert_eq!(r.json()["result"]["protocolVersion"], "2025-06-18");
+    let sid = r.header("Mcp-Session-Id").unwrap().to_owned();
+    let list = r#"{"jsonrpc":"2.0","id":2,"method":"tools/list"}"#;
+    assert_eq!(mcp(&mut c, &a, Some(&sid), list).status, 200);
+    assert_eq!(
+        mcp(&mut c, &b, Some(&sid), list).status,
+        404,
+        "another envelope cannot ride the session"
+    );
+    let auth = format!("Bearer {a}");
+    let r = c
+        .request(
+            "DELETE",
+            "/mcp",
+            &[("Authorization", &auth), ("Mcp-Session-Id", &sid)],
+            b"",
+        )
+        .unwrap();
+    assert_eq!(r.status, 204);
+    assert_eq!(mcp(&mut c, &a, Some(&sid), list).status, 404, "terminated");
+    let r = mcp(
+        &mut c,
+        &a,
+        None,
+        r#"{"jsonrpc":"2.0","id":3,"method":"initialize","params":{"protocolVersion":"1999-01-01"}}"#,
+    );
+    assert_eq!(
+        r.json()["result"]["protocolVersion"],
+        "2025-11-25",
+        "unknown versions get our newest session-based one"
+    );
+}
