@@ -35,6 +35,55 @@ pub fn format_rfc3339(unix: i64) -> String {
         .unwrap_or_else(|| format!("@{unix}"))
 }
 
+/// Appends `2026-05-12T18:30:00.123456Z` for a Unix time in microseconds, without
+/// allocating (the audit trail formats one per decision).
+pub fn push_rfc3339_micros(out: &mut Vec<u8>, unix_us: u64) {
+    let secs = unix_us / 1_000_000;
+    let micros = unix_us % 1_000_000;
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    fn pad(out: &mut Vec<u8>, v: u64, width: usize) {
+        let mut digits = [b'0'; 8];
+        let mut v = v;
+        for i in (0..width).rev() {
+            digits[i] = b'0' + (v % 10) as u8;
+            v /= 10;
+        }
+        out.extend_from_slice(&digits[..width]);
+    }
+    pad(out, year.max(0) as u64, 4);
+    out.push(b'-');
+    pad(out, month as u64, 2);
+    out.push(b'-');
+    pad(out, day as u64, 2);
+    out.push(b'T');
+    pad(out, rem / 3600, 2);
+    out.push(b':');
+    pad(out, rem % 3600 / 60, 2);
+    out.push(b':');
+    pad(out, rem % 60, 2);
+    out.push(b'.');
+    pad(out, micros, 6);
+    out.push(b'Z');
+}
+
+/// Unix time in microseconds.
+pub fn now_unix_micros() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
+}
+
 /// Parses a human duration: one or more `<number><unit>` groups with units `ms`, `s`, `m`,
 /// `h`, `d` (for example `15m`, `1h30m`, `90s`). A bare number is seconds.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -95,6 +144,25 @@ mod tests {
         assert!(parse_duration("15x").is_err());
         assert!(parse_duration("m").is_err());
         assert!(parse_duration("").is_err());
+    }
+
+    #[test]
+    fn micros_formatting_matches_the_library() {
+        for t in [
+            0u64,
+            951_782_400_000_001,
+            1_778_610_600_123_456,
+            4_102_444_799_999_999,
+        ] {
+            let mut out = Vec::new();
+            push_rfc3339_micros(&mut out, t);
+            let s = String::from_utf8(out).unwrap();
+            let whole = format_rfc3339((t / 1_000_000) as i64);
+            assert_eq!(
+                s,
+                format!("{}.{:06}Z", whole.trim_end_matches('Z'), t % 1_000_000)
+            );
+        }
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! over these modules; the policy compiler depends on this crate, never the reverse.
 #![forbid(unsafe_code)]
 
+pub mod audit;
 pub mod clock;
 pub mod config;
 pub mod decision;
@@ -15,6 +16,7 @@ pub mod gateway;
 pub mod http;
 pub mod log;
 pub mod mcp;
+pub mod metrics;
 pub mod pipeline;
 pub mod proxy;
 pub mod server;

@@ -31,6 +31,10 @@ pub struct Config {
     pub policy: Policy,
     pub vault: VaultCfg,
     #[serde(default)]
+    pub audit: Audit,
+    #[serde(default)]
+    pub admin: Admin,
+    #[serde(default)]
     pub limits: Limits,
     #[serde(default)]
     pub mcp: Mcp,
@@ -124,6 +128,52 @@ pub struct VaultCfg {
     pub key_env: Option<String>,
     #[serde(default)]
     pub key_file: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Audit {
+    pub dir: String,
+    pub max_segment_bytes: u64,
+    pub fsync_interval: String,
+    pub queue_batches: usize,
+    pub on_full: String,
+    pub signing_key: String,
+}
+
+impl Default for Audit {
+    fn default() -> Self {
+        Audit {
+            dir: "builtin:temp".into(),
+            max_segment_bytes: 64 * 1024 * 1024,
+            fsync_interval: "1s".into(),
+            queue_batches: 1024,
+            on_full: "deny".into(),
+            signing_key: "builtin:ephemeral".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Admin {
+    pub listen: String,
+    pub token_env: Option<String>,
+    pub token_file: Option<String>,
+    pub bundle_signing_jwks: Option<String>,
+    pub revocations_file: Option<String>,
+}
+
+impl Default for Admin {
+    fn default() -> Self {
+        Admin {
+            listen: "127.0.0.1:9090".into(),
+            token_env: Some("PORTCULLIS_ADMIN_TOKEN".into()),
+            token_file: None,
+            bundle_signing_jwks: None,
+            revocations_file: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -278,6 +328,20 @@ impl Config {
             return Err(self.err("envelope.audience", "must not be empty"));
         }
         self.limits_checked()?;
+        self.audit_fsync_interval()?;
+        if !["deny", "drop"].contains(&self.audit.on_full.as_str()) {
+            return Err(self.err(
+                "audit.on_full",
+                format!(
+                    "`{}`; expected \"deny\" (fail closed) or \"drop\"",
+                    self.audit.on_full
+                ),
+            ));
+        }
+        if self.audit.max_segment_bytes < 4096 {
+            return Err(self.err("audit.max_segment_bytes", "must be at least 4096"));
+        }
+        self.admin_addr()?;
         if self.delegation.max_depth > 32 {
             return Err(self.err("delegation.max_depth", "must be at most 32"));
         }
@@ -303,6 +367,22 @@ impl Config {
                 format!(
                     "`{}` is not an address like 127.0.0.1:8080",
                     self.server.listen
+                ),
+            )
+        })
+    }
+
+    pub fn audit_fsync_interval(&self) -> Result<Duration, ConfigError> {
+        self.duration("audit.fsync_interval", &self.audit.fsync_interval)
+    }
+
+    pub fn admin_addr(&self) -> Result<SocketAddr, ConfigError> {
+        self.admin.listen.parse().map_err(|_| {
+            self.err(
+                "admin.listen",
+                format!(
+                    "`{}` is not an address like 127.0.0.1:9090",
+                    self.admin.listen
                 ),
             )
         })

@@ -47,12 +47,32 @@ pub struct Bundle {
     tools: Vec<ToolSpec>,
     purposes: Vec<PurposeProfile>,
     forbid_tools: Vec<String>,
+    #[serde(skip, default = "meta")]
+    meta: BundleMeta,
+}
+fn meta() -> BundleMeta {
+    BundleMeta {
+        version: "standin".into(),
+        digest_hex: "00".into(),
+    }
 }
 #[derive(Debug, thiserror::Error)]
 #[error("bad bundle: {0}")]
 pub struct BundleError(String);
 #[derive(Default)]
 pub struct Scratch;
+#[derive(Clone, Copy)]
+pub struct PolicyRef(u32);
+impl Scratch {
+    pub fn determining(&self) -> &[PolicyRef] {
+        &[]
+    }
+}
+#[derive(Debug, Clone)]
+pub struct BundleMeta {
+    pub version: String,
+    pub digest_hex: String,
+}
 pub struct Decision {
     pub allow: bool,
 }
@@ -85,6 +105,12 @@ pub struct Request<'a> {
 impl Bundle {
     pub fn from_bytes(b: &[u8]) -> Result<Bundle, BundleError> {
         serde_json::from_slice(b).map_err(|e| BundleError(e.to_string()))
+    }
+    pub fn meta(&self) -> &BundleMeta {
+        &self.meta
+    }
+    pub fn policy_id(&self, _p: PolicyRef) -> &str {
+        ""
     }
     pub fn principal_type(&self) -> &str {
         "User"

@@ -4,6 +4,8 @@
 
 use super::service::Gateway;
 use super::state::{Active, BindError, Revocations, Shared};
+use crate::audit::writer::WriterConfig;
+use crate::audit::{AuditSink, OnFull};
 use crate::config::{Config, ConfigError, Source, UpstreamAddr};
 use crate::decision::Bundle;
 use crate::demo::{self, DemoBackends};
@@ -48,6 +50,10 @@ pub struct Running {
     /// Where the demo issuer key was written, when `envelope.jwks = "builtin:demo"`.
     pub demo_issuer_dir: Option<PathBuf>,
     pub demo_backends: Option<DemoBackends>,
+    pub audit_dir: PathBuf,
+    /// The audit writer; it finishes (final checkpoint, fsync) once every core has
+    /// dropped its handle to the queue.
+    pub audit_writer: Option<std::thread::JoinHandle<()>>,
 }
 
 fn component(cfg: &Config, field: &str, message: impl Into<String>) -> StartError {
@@ -217,6 +223,8 @@ pub fn start(cfg: &Config) -> Result<Running, StartError> {
         )
     })?;
 
+    let (audit, audit_writer, audit_dir) = start_audit(cfg)?;
+    let workers = server::worker_count(cfg.server.cores);
     let epoch = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_micros() as u64);
@@ -235,8 +243,11 @@ pub fn start(cfg: &Config) -> Result<Running, StartError> {
         allowed_origins: cfg.mcp.allowed_origins.clone(),
         envelope_cache_entries: cfg.envelope.cache_entries,
         epoch,
+        audit,
+        metrics: crate::metrics::Metrics::new(workers),
+        bundle_swaps: std::sync::atomic::AtomicU64::new(0),
+        stopping: std::sync::atomic::AtomicBool::new(false),
     });
-    let workers = server::worker_count(cfg.server.cores);
     let server_limits = Limits {
         max_head_bytes: limits.max_head_bytes,
         max_body_bytes: limits.max_body_bytes,
@@ -263,7 +274,62 @@ pub fn start(cfg: &Config) -> Result<Running, StartError> {
         workers,
         demo_issuer_dir,
         demo_backends,
+        audit_dir,
+        audit_writer: Some(audit_writer),
     })
+}
+
+/// Starts the audit writer: directory, checkpoint key (its public JWKS written beside the
+/// segments when it is generated here), queue size and full-queue policy.
+fn start_audit(
+    cfg: &Config,
+) -> Result<(Arc<AuditSink>, std::thread::JoinHandle<()>, PathBuf), StartError> {
+    let dir = match cfg.source_of(&cfg.audit.dir) {
+        Source::Builtin(_) => {
+            std::env::temp_dir().join(format!("portcullis-audit-{}", std::process::id()))
+        }
+        Source::File(p) => p,
+    };
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| component(cfg, "audit.dir", format!("{}: {e}", dir.display())))?;
+    let key = match cfg.source_of(&cfg.audit.signing_key) {
+        Source::Builtin(_) => {
+            let kid = format!(
+                "portcullis-audit-{}",
+                &crate::envelope::mint::random_id()[..8]
+            );
+            let k = SigningKey::generate(Some(kid))
+                .map_err(|e| component(cfg, "audit.signing_key", e.to_string()))?;
+            let jwks = serde_json::to_string_pretty(&k.jwks()).unwrap_or_default();
+            std::fs::write(dir.join("audit-key.jwks.json"), jwks).map_err(|e| {
+                component(
+                    cfg,
+                    "audit.signing_key",
+                    format!("writing the audit JWKS: {e}"),
+                )
+            })?;
+            k
+        }
+        Source::File(p) => {
+            let text = String::from_utf8(read(cfg, "audit.signing_key", &p)?)
+                .map_err(|_| component(cfg, "audit.signing_key", "not a PEM file"))?;
+            SigningKey::from_pkcs8_pem(&text, None)
+                .map_err(|e| component(cfg, "audit.signing_key", e.to_string()))?
+        }
+    };
+    let on_full = if cfg.audit.on_full == "drop" {
+        OnFull::Drop
+    } else {
+        OnFull::Deny
+    };
+    let wcfg = WriterConfig {
+        dir: dir.clone(),
+        max_segment_bytes: cfg.audit.max_segment_bytes,
+        fsync_interval: cfg.audit_fsync_interval()?,
+    };
+    let (sink, handle) = AuditSink::start(wcfg, Arc::new(key), cfg.audit.queue_batches, on_full)
+        .map_err(|e| component(cfg, "audit.dir", format!("{}: {e}", dir.display())))?;
+    Ok((sink, handle, dir))
 }
 
 /// Generated credentials for every name the bundle's tools use: known only to this

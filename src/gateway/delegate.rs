@@ -4,10 +4,11 @@
 //! purpose profile, expiry) and the chain grows by one. Anything wider is refused with
 //! `delegation_widening`, naming the field.
 
+use super::audit_hook::Subject;
 use super::service::{Gateway, write_json_error};
+use crate::audit::record::no_policies;
 use crate::clock;
 use crate::envelope::{Claims, IdScope, ResourceConstraints, jws};
-use crate::pipeline::deny::Denial;
 use crate::server::{ConnIo, Disposition, Request};
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -230,15 +231,48 @@ fn child_claims(
 }
 
 pub fn handle(gw: &Gateway, req: Request<'_>, io: &mut ConnIo) -> Disposition {
+    let started = std::time::Instant::now();
     let id = gw.next_id();
     let now = clock::now_unix();
+    let active = gw.shared.active.load();
+    let mut note = std::mem::take(&mut io.note);
+    let subject = |claims, resource| Subject {
+        claims,
+        tool: "delegate",
+        resource,
+        data_classes: &[],
+        record_count: 0,
+        via: "delegate",
+    };
     let parent = match gw.authenticate(&req, now) {
         Ok(c) => c,
-        Err(d) => return super::service::deny_http(io, &d, &id),
+        Err(d) => {
+            gw.audit_decision(
+                &mut note,
+                &id,
+                false,
+                d.reason(),
+                &subject(None, ""),
+                &active,
+                &no_policies,
+            );
+            gw.audit_commit(&note, started, 0);
+            io.note = note;
+            return super::service::deny_http(io, &d, &id);
+        }
     };
     match child_claims(gw, &parent, req.body, now) {
         Ok(child) => {
             let token = jws::sign(&child, &gw.shared.delegation_key);
+            gw.audit_decision(
+                &mut note,
+                &id,
+                true,
+                "allow",
+                &subject(Some(&parent), &child.agent_id),
+                &active,
+                &no_policies,
+            );
             let body =
                 serde_json::json!({"envelope": token, "claims": child, "decision_id": id.as_str()});
             let bytes = serde_json::to_vec(&body).unwrap_or_default();
@@ -251,8 +285,20 @@ pub fn handle(gw: &Gateway, req: Request<'_>, io: &mut ConnIo) -> Disposition {
                 false,
             );
         }
-        Err((status, reason, msg)) => write_json_error(io, status, reason, &msg, Some(&id)),
+        Err((status, reason, msg)) => {
+            gw.audit_decision(
+                &mut note,
+                &id,
+                false,
+                reason,
+                &subject(Some(&parent), ""),
+                &active,
+                &no_policies,
+            );
+            write_json_error(io, status, reason, &msg, Some(&id));
+        }
     }
-    let _ = Denial::PolicyDenied;
+    gw.audit_commit(&note, started, 0);
+    io.note = note;
     Disposition::KeepAlive
 }

@@ -9,6 +9,7 @@
 //! `tools/list` shows only what that envelope may call and `tools/call` is decided per
 //! call exactly as `POST /v1/tools/{tool}` is.
 
+use super::audit_hook::Subject;
 use super::service::Gateway;
 use super::state::Active;
 use super::upstream_mcp::write_post;
@@ -18,7 +19,7 @@ use crate::http::head::Method;
 use crate::http::write::{full_response, json_str};
 use crate::mcp::rpc::{self, Message, RpcId};
 use crate::mcp::version;
-use crate::pipeline::authorize::{check_scope, decide};
+use crate::pipeline::authorize::{check_scope, decide, determining};
 use crate::pipeline::deny::{DecisionId, Denial};
 use crate::proxy::exchange::{Sink, exchange};
 use crate::proxy::request::{Target, write_request};
@@ -288,9 +289,34 @@ async fn post(gw: &Gateway, req: Request<'_>, io: &mut ConnIo) -> Disposition {
         );
     }
     let now = clock::now_unix();
+    let started = std::time::Instant::now();
     let claims = match gw.authenticate(&req, now) {
         Ok(c) => c,
-        Err(d) => return deny_rpc(io, None, &d, &did),
+        Err(d) => {
+            // A refused credential is a decision too: it gets its audit line.
+            let active = gw.shared.active.load();
+            let mut note = std::mem::take(&mut io.note);
+            let subject = Subject {
+                claims: None,
+                tool: "",
+                resource: "",
+                data_classes: &[],
+                record_count: 0,
+                via: "mcp",
+            };
+            gw.audit_decision(
+                &mut note,
+                &did,
+                false,
+                d.reason(),
+                &subject,
+                &active,
+                &crate::audit::record::no_policies,
+            );
+            gw.audit_commit(&note, started, 0);
+            io.note = note;
+            return deny_rpc(io, None, &d, &did);
+        }
     };
     let session_hdr = req.field(&req.head.mcp_session_id).filter(|_| !modern);
     if let Some(sid) = session_hdr
@@ -319,10 +345,13 @@ async fn post(gw: &Gateway, req: Request<'_>, io: &mut ConnIo) -> Disposition {
         );
     }
     let active: Arc<Active> = gw.shared.active.load_full();
+    let mut note = std::mem::take(&mut io.note);
+    note.clear();
     let plan = {
         let mut parser = gw.parser.borrow_mut();
         let mut scratch = gw.scratch.borrow_mut();
         let upreq = &mut io.upreq;
+        let note = &mut note;
         parser.with_args(req.body, |parsed| {
             let m = match parsed {
                 Ok(m) => m,
@@ -385,9 +414,18 @@ async fn post(gw: &Gateway, req: Request<'_>, io: &mut ConnIo) -> Disposition {
                 }
                 "ping" => Plan::Ping { id },
                 "tools/list" => Plan::ToolsList { id },
-                "tools/call" => {
-                    plan_call(gw, &active, &claims, &m, id, now, &did, &mut scratch, upreq)
-                }
+                "tools/call" => plan_call(
+                    gw,
+                    &active,
+                    &claims,
+                    &m,
+                    id,
+                    now,
+                    &did,
+                    &mut scratch,
+                    upreq,
+                    note,
+                ),
                 other => Plan::Error {
                     status: 200,
                     id: Some(id),
@@ -397,6 +435,41 @@ async fn post(gw: &Gateway, req: Request<'_>, io: &mut ConnIo) -> Disposition {
             }
         })
     };
+    let disposition = match plan {
+        Plan::CallMcp { id, tool } => {
+            let status = call_mcp(gw, &active, &claims, &req, io, id, &tool, &did, started).await;
+            gw.audit_commit(&note, started, status.1);
+            status.0
+        }
+        Plan::CallHttp { id, tool } => {
+            let status = call_http(gw, &active, io, id, &tool, &did, modern, started).await;
+            gw.audit_commit(&note, started, status.1);
+            status.0
+        }
+        other => {
+            if !note.is_empty() {
+                gw.audit_commit(&note, started, 0);
+            }
+            answer(gw, other, &active, &claims, io, &did, modern, now).await
+        }
+    };
+    io.note = note;
+    disposition
+}
+
+/// Answers a plan that calls no tool.
+#[allow(clippy::too_many_arguments)]
+async fn answer(
+    gw: &Gateway,
+    plan: Plan,
+    active: &Active,
+    claims: &crate::envelope::Claims,
+    io: &mut ConnIo,
+    did: &DecisionId,
+    modern: bool,
+    now: i64,
+) -> Disposition {
+    let did = did.clone();
     match plan {
         Plan::Accepted => {
             full_response(&mut io.wbuf, 202, "application/json", &[], b"", false);
@@ -474,13 +547,11 @@ async fn post(gw: &Gateway, req: Request<'_>, io: &mut ConnIo) -> Disposition {
             Disposition::KeepAlive
         }
         Plan::ToolsList { id } => tools_list(gw, &active, &claims, id, modern, io).await,
-        Plan::CallMcp { id, tool } => {
-            call_mcp(gw, &active, &claims, &req, io, id, &tool, &did).await
-        }
-        Plan::CallHttp { id, tool } => call_http(gw, &active, io, id, &tool, &did, modern).await,
+        Plan::CallMcp { .. } | Plan::CallHttp { .. } => Disposition::KeepAlive,
     }
 }
 
+/// Decides a `tools/call` and writes the decision part of its audit record into `note`.
 #[allow(clippy::too_many_arguments)]
 fn plan_call(
     gw: &Gateway,
@@ -492,6 +563,59 @@ fn plan_call(
     did: &DecisionId,
     scratch: &mut crate::decision::Scratch,
     upreq: &mut Vec<u8>,
+    note: &mut Vec<u8>,
+) -> Plan {
+    let mut subject = Subject {
+        claims: Some(claims),
+        tool: "",
+        resource: "",
+        data_classes: &[],
+        record_count: 0,
+        via: "mcp",
+    };
+    let plan = plan_call_inner(
+        gw,
+        active,
+        claims,
+        m,
+        id,
+        now,
+        did,
+        scratch,
+        upreq,
+        &mut subject,
+    );
+    let (allowed, reason, by_policy) = match &plan {
+        Plan::CallMcp { .. } | Plan::CallHttp { .. } => (true, "allow", true),
+        Plan::Denied { denial, .. } => (
+            false,
+            denial.reason(),
+            matches!(denial, Denial::PolicyDenied | Denial::AuditUnavailable),
+        ),
+        _ => (false, "invalid_arguments", false),
+    };
+    let scratch: &crate::decision::Scratch = scratch;
+    let visit = |f: &mut dyn FnMut(&str)| {
+        if by_policy {
+            determining(&active.bundle, scratch, f);
+        }
+    };
+    gw.audit_decision(note, did, allowed, reason, &subject, active, &visit);
+    plan
+}
+
+#[allow(clippy::too_many_arguments)]
+fn plan_call_inner<'a>(
+    gw: &Gateway,
+    active: &'a Active,
+    claims: &crate::envelope::Claims,
+    m: &crate::pipeline::args::Args<'a, '_>,
+    id: RpcId,
+    now: i64,
+    did: &DecisionId,
+    scratch: &mut crate::decision::Scratch,
+    upreq: &mut Vec<u8>,
+    subject: &mut Subject<'a>,
 ) -> Plan {
     let Some(params) = m.object_at("params") else {
         return Plan::Error {
@@ -512,6 +636,7 @@ fn plan_call(
             };
         }
     };
+    subject.tool = name;
     let Some(tool) = active.bundle.tool(name) else {
         return Plan::Denied {
             id,
@@ -540,14 +665,23 @@ fn plan_call(
             };
         }
     };
+    subject.data_classes = &tool.data_classes;
     let facts = match check_scope(&active.bundle, claims, tool, &args) {
         Ok(f) => f,
         Err(d) => return Plan::Denied { id, denial: d },
     };
+    subject.resource = facts.resource_id;
+    subject.record_count = facts.record_count;
     if !decide(&active.bundle, scratch, claims, tool, &facts, now) {
         return Plan::Denied {
             id,
             denial: Denial::PolicyDenied,
+        };
+    }
+    if !gw.audit_has_room() {
+        return Plan::Denied {
+            id,
+            denial: Denial::AuditUnavailable,
         };
     }
     match &tool.kind {
@@ -673,7 +807,8 @@ async fn tools_list(
 
 /// Forwards a `tools/call` to the upstream MCP server that owns the tool and streams its
 /// answer (JSON or SSE) back. The agent's body goes as it is when the upstream knows the
-/// tool by the same name; otherwise only `params.name` is rewritten.
+/// tool by the same name; otherwise only `params.name` is rewritten. Returns the
+/// disposition and the upstream status for the audit line (0: no answer).
 #[allow(clippy::too_many_arguments)]
 async fn call_mcp(
     gw: &Gateway,
@@ -684,29 +819,19 @@ async fn call_mcp(
     id: RpcId,
     tool_name: &str,
     did: &DecisionId,
-) -> Disposition {
+    started: std::time::Instant,
+) -> (Disposition, u16) {
+    let unknown = Denial::UnknownTool {
+        tool: tool_name.to_owned(),
+    };
     let (Some(tool), Some(binding)) = (
         active.bundle.tool(tool_name),
         active.bindings.get(tool_name),
     ) else {
-        return deny_rpc(
-            io,
-            Some(&id),
-            &Denial::UnknownTool {
-                tool: tool_name.to_owned(),
-            },
-            did,
-        );
+        return (deny_rpc(io, Some(&id), &unknown, did), 0);
     };
     let ToolKind::Mcp { remote_name } = &tool.kind else {
-        return deny_rpc(
-            io,
-            Some(&id),
-            &Denial::UnknownTool {
-                tool: tool_name.to_owned(),
-            },
-            did,
-        );
+        return (deny_rpc(io, Some(&id), &unknown, did), 0);
     };
     let renamed;
     let body: &[u8] = if remote_name == tool_name {
@@ -718,27 +843,31 @@ async fn call_mcp(
         renamed.as_bytes()
     };
     let pool = &gw.pools[binding.upstream];
+    let upstream_error = |io: &mut ConnIo, e: &crate::proxy::ProxyError| {
+        gw.metrics().upstream_error(e.reason());
+        let d = rpc_error(
+            io,
+            200,
+            Some(&id),
+            rpc::UPSTREAM_ERROR,
+            &e.to_string(),
+            Some((e.reason(), Some(did.as_str()))),
+        );
+        (d, e.status())
+    };
     for attempt in 1..=2 {
         let session = match gw
             .upstream_session(binding.upstream, &tool.path, binding)
             .await
         {
             Ok(s) => s,
-            Err(e) => {
-                return rpc_error(
-                    io,
-                    200,
-                    Some(&id),
-                    rpc::UPSTREAM_ERROR,
-                    &e.to_string(),
-                    Some((e.reason(), Some(did.as_str()))),
-                );
-            }
+            Err(e) => return upstream_error(io, &e),
         };
         let mut upreq = std::mem::take(&mut io.upreq);
+        let path = format!("{}{}", pool.spec.base_path, tool.path);
         write_post(
             &mut upreq,
-            &format!("{}{}", pool.spec.base_path, tool.path),
+            &path,
             &pool.spec.host_header,
             binding,
             Some(&session),
@@ -754,6 +883,7 @@ async fn call_mcp(
             .as_ref()
             .map(|f| Scrubber::new(f, &mut carry));
         let mut scratch = std::mem::take(&mut io.scratch);
+        let upstream_started = std::time::Instant::now();
         let ex = exchange(
             pool,
             &mut upreq,
@@ -772,33 +902,32 @@ async fn call_mcp(
             },
         )
         .await;
-        drop(scrubber);
+        let scrubbed = scrubber.map_or(0, |s| s.scrubbed);
         io.carry = carry;
         io.upreq = upreq;
-        let gathered = std::mem::take(&mut scratch);
-        io.scratch = scratch;
-        match ex.result {
+        let result = match ex.result {
             Ok(out) if (200..300).contains(&out.status) => {
-                return if out.client_close {
+                gw.observe_call(started, upstream_started, scrubbed);
+                let d = if out.client_close {
                     Disposition::Close
                 } else {
                     Disposition::KeepAlive
                 };
+                Some((d, out.status))
             }
+            // The upstream forgot our session: open a new one and try once more.
             Ok(out) if out.status == 404 && attempt == 1 => {
-                // The upstream forgot our session: open a new one and try once more.
                 gw.drop_upstream_session(binding.upstream);
-                let _ = gathered;
-                continue;
+                None
             }
             Ok(out) => {
                 let msg = format!(
                     "upstream `{}` answered HTTP {}: {}",
                     pool.spec.name,
                     out.status,
-                    String::from_utf8_lossy(&gathered[..gathered.len().min(512)])
+                    String::from_utf8_lossy(&scratch[..scratch.len().min(512)])
                 );
-                return rpc_error(
+                let d = rpc_error(
                     io,
                     200,
                     Some(&id),
@@ -806,21 +935,21 @@ async fn call_mcp(
                     &msg,
                     Some(("upstream_error", Some(did.as_str()))),
                 );
+                Some((d, out.status))
             }
-            Err(_) if ex.head_sent => return Disposition::Close,
-            Err(e) => {
-                return rpc_error(
-                    io,
-                    200,
-                    Some(&id),
-                    rpc::UPSTREAM_ERROR,
-                    &e.to_string(),
-                    Some((e.reason(), Some(did.as_str()))),
-                );
+            Err(e) if ex.head_sent => {
+                gw.metrics().upstream_error(e.reason());
+                Some((Disposition::Close, 0))
             }
+            Err(e) => Some(upstream_error(io, &e)),
+        };
+        scratch.clear();
+        io.scratch = scratch;
+        if let Some(r) = result {
+            return r;
         }
     }
-    Disposition::KeepAlive
+    (Disposition::KeepAlive, 0)
 }
 
 /// Calls a plain HTTP tool for an MCP client and wraps the answer as a `CallToolResult`:
@@ -834,26 +963,16 @@ async fn call_http(
     tool_name: &str,
     did: &DecisionId,
     modern: bool,
-) -> Disposition {
+    started: std::time::Instant,
+) -> (Disposition, u16) {
     let (Some(tool), Some(binding)) = (
         active.bundle.tool(tool_name),
         active.bindings.get(tool_name),
     ) else {
-        return deny_rpc(
-            io,
-            Some(&id),
-            &Denial::UnknownTool {
-                tool: tool_name.to_owned(),
-            },
-            did,
-        );
-    };
-    let method = match tool.method.as_str() {
-        "GET" => Method::Get,
-        "PUT" => Method::Put,
-        "DELETE" => Method::Delete,
-        "PATCH" => Method::Patch,
-        _ => Method::Post,
+        let d = Denial::UnknownTool {
+            tool: tool_name.to_owned(),
+        };
+        return (deny_rpc(io, Some(&id), &d, did), 0);
     };
     let pool = &gw.pools[binding.upstream];
     let mut carry = std::mem::take(&mut io.carry);
@@ -864,10 +983,11 @@ async fn call_http(
     let mut upreq = std::mem::take(&mut io.upreq);
     let mut gather = std::mem::take(&mut io.gather);
     let mut scratch = std::mem::take(&mut io.scratch);
+    let upstream_started = std::time::Instant::now();
     let ex = exchange(
         pool,
         &mut upreq,
-        method,
+        super::service::method_of(&tool.method),
         scrubber.as_mut(),
         gw.shared.limits.max_upstream_head_bytes,
         Sink::Gather {
@@ -877,12 +997,13 @@ async fn call_http(
         },
     )
     .await;
-    drop(scrubber);
+    let scrubbed = scrubber.map_or(0, |s| s.scrubbed);
     io.carry = carry;
     io.upreq = upreq;
     io.scratch = scratch;
-    let disposition = match ex.result {
+    let result = match ex.result {
         Ok(out) => {
+            gw.observe_call(started, upstream_started, scrubbed);
             let text = String::from_utf8_lossy(&gather);
             let mut body = Vec::with_capacity(gather.len() * 2 + 128);
             rpc::open_result(&mut body, &id);
@@ -909,30 +1030,24 @@ async fn call_http(
             } else {
                 b",\"isError\":true}}"
             });
-            let mut extra = [0u8; 96];
-            let n = super::service::decision_header(&mut extra, did);
-            let line = std::str::from_utf8(&extra[..n - 2]).unwrap_or("");
-            let value = line.split_once(": ").map_or("", |(_, v)| v);
-            full_response(
-                &mut io.wbuf,
-                200,
-                "application/json",
-                &[("X-Portcullis-Decision-Id", value.as_bytes())],
-                &body,
-                false,
-            );
-            Disposition::KeepAlive
+            let extra: &[(&str, &[u8])] = &[("X-Portcullis-Decision-Id", did.as_str().as_bytes())];
+            full_response(&mut io.wbuf, 200, "application/json", extra, &body, false);
+            (Disposition::KeepAlive, out.status)
         }
-        Err(e) => rpc_error(
-            io,
-            200,
-            Some(&id),
-            rpc::UPSTREAM_ERROR,
-            &e.to_string(),
-            Some((e.reason(), Some(did.as_str()))),
-        ),
+        Err(e) => {
+            gw.metrics().upstream_error(e.reason());
+            let d = rpc_error(
+                io,
+                200,
+                Some(&id),
+                rpc::UPSTREAM_ERROR,
+                &e.to_string(),
+                Some((e.reason(), Some(did.as_str()))),
+            );
+            (d, e.status())
+        }
     };
     gather.clear();
     io.gather = gather;
-    disposition
+    result
 }

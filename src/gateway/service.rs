@@ -2,14 +2,16 @@
 //! then revocation), denial responses, and the plain HTTP tool-call path
 //! (`POST /v1/tools/{tool}`). MCP and delegation live in their own modules.
 
+use super::audit_hook::Subject;
 use super::state::{Active, Shared};
+use crate::audit::record::no_policies;
 use crate::clock;
 use crate::decision::Scratch;
 use crate::envelope::{Claims, EnvelopeCache};
 use crate::http::head::Method;
 use crate::http::write::{full_response, json_str};
 use crate::pipeline::args::ArgParser;
-use crate::pipeline::authorize::{check_scope, decide};
+use crate::pipeline::authorize::{check_scope, decide, determining};
 use crate::pipeline::deny::{DecisionId, Denial};
 use crate::proxy::exchange::{Sink, exchange};
 use crate::proxy::pool::Pool;
@@ -19,6 +21,7 @@ use crate::server::{ConnIo, Disposition, Request, Service};
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::sync::Arc;
+use std::time::Instant;
 
 /// Per-core gateway state. Single-threaded: `RefCell`s are borrowed only between awaits.
 pub struct Gateway {
@@ -32,6 +35,10 @@ pub struct Gateway {
     pub mcp_sessions: RefCell<Vec<Option<super::upstream_mcp::UpstreamSession>>>,
     /// Tool catalogues advertised by upstream MCP servers (by upstream index).
     pub catalogues: RefCell<Vec<Option<super::upstream_mcp::Catalogue>>>,
+    /// This core's batch of audit records.
+    pub audit: RefCell<crate::audit::CoreAudit>,
+    /// Decisions per tool, published to the metrics once a second.
+    pub tool_counts: RefCell<std::collections::BTreeMap<String, u64>>,
     seq: Cell<u64>,
 }
 
@@ -41,6 +48,8 @@ impl Gateway {
         let n = pools.len();
         Gateway {
             mcp_sessions: RefCell::new(vec![None; n]),
+            audit: RefCell::new(crate::audit::CoreAudit::new(Arc::clone(&shared.audit))),
+            tool_counts: RefCell::new(std::collections::BTreeMap::new()),
             catalogues: RefCell::new((0..n).map(|_| None).collect()),
             core,
             cache: RefCell::new(EnvelopeCache::new(shared.envelope_cache_entries)),
@@ -79,75 +88,134 @@ impl Gateway {
     }
 
     async fn tool_call(&self, req: Request<'_>, io: &mut ConnIo, tool_name: &str) -> Disposition {
+        let started = Instant::now();
         let id = self.next_id();
         let now = clock::now_unix();
+        let active: Arc<Active> = self.shared.active.load_full();
+        let mut note = std::mem::take(&mut io.note);
+        let subject = |claims| Subject {
+            claims,
+            tool: tool_name,
+            resource: "",
+            data_classes: &[],
+            record_count: 0,
+            via: "http",
+        };
         let claims = match self.authenticate(&req, now) {
             Ok(c) => c,
-            Err(d) => return deny_http(io, &d, &id),
+            Err(d) => {
+                self.audit_decision(
+                    &mut note,
+                    &id,
+                    false,
+                    d.reason(),
+                    &subject(None),
+                    &active,
+                    &no_policies,
+                );
+                self.audit_commit(&note, started, 0);
+                io.note = note;
+                return deny_http(io, &d, &id);
+            }
         };
-        let active: Arc<Active> = self.shared.active.load_full();
-        let Some(tool) = active.bundle.tool(tool_name) else {
-            return deny_http(
-                io,
-                &Denial::UnknownTool {
-                    tool: tool_name.to_owned(),
-                },
+        let (Some(tool), Some(binding)) = (
+            active.bundle.tool(tool_name),
+            active.bindings.get(tool_name),
+        ) else {
+            let d = Denial::UnknownTool {
+                tool: tool_name.to_owned(),
+            };
+            self.audit_decision(
+                &mut note,
                 &id,
+                false,
+                d.reason(),
+                &subject(Some(&claims)),
+                &active,
+                &no_policies,
             );
-        };
-        let Some(binding) = active.bindings.get(tool_name) else {
-            return deny_http(
-                io,
-                &Denial::UnknownTool {
-                    tool: tool_name.to_owned(),
-                },
-                &id,
-            );
+            self.audit_commit(&note, started, 0);
+            io.note = note;
+            return deny_http(io, &d, &id);
         };
         let pool = &self.pools[binding.upstream];
         let decided = {
             let mut parser = self.parser.borrow_mut();
             let mut scratch = self.scratch.borrow_mut();
             let upreq = &mut io.upreq;
+            let note = &mut note;
             parser.with_args(req.body, |args| {
-                let args = args.map_err(|e| Denial::BadArguments(e.to_string()))?;
-                let facts = check_scope(&active.bundle, &claims, tool, &args)?;
-                if !decide(&active.bundle, &mut scratch, &claims, tool, &facts, now) {
-                    return Err(Denial::PolicyDenied);
-                }
-                upreq.clear();
-                let target = Target {
-                    method: &tool.method,
-                    base_path: &pool.spec.base_path,
-                    path_template: &tool.path,
-                    host: &pool.spec.host_header,
-                    credential_header: &binding.credential_header,
-                    credential_prefix: &binding.credential_prefix,
-                    credential: binding.credential.expose(),
-                    decision_id: id.as_str(),
-                    delegator: &claims.delegator_id,
+                let mut subject = Subject {
+                    claims: Some(&claims),
+                    tool: tool_name,
+                    resource: "",
+                    data_classes: &tool.data_classes,
+                    record_count: 0,
+                    via: "http",
                 };
-                write_request(
-                    upreq,
-                    &target,
-                    &|k| args.scalar(k),
-                    &mut args.keys(),
-                    Some(req.body),
-                )
-                .map_err(|e| Denial::BadArguments(e.to_string()))
+                let outcome = (|| {
+                    let args = args.map_err(|e| Denial::BadArguments(e.to_string()))?;
+                    let facts = check_scope(&active.bundle, &claims, tool, &args);
+                    if let Ok(f) = &facts {
+                        subject.resource = f.resource_id;
+                        subject.record_count = f.record_count;
+                    }
+                    let facts = facts?;
+                    if !decide(&active.bundle, &mut scratch, &claims, tool, &facts, now) {
+                        return Err(Denial::PolicyDenied);
+                    }
+                    if !self.audit_has_room() {
+                        return Err(Denial::AuditUnavailable);
+                    }
+                    upreq.clear();
+                    let target = Target {
+                        method: &tool.method,
+                        base_path: &pool.spec.base_path,
+                        path_template: &tool.path,
+                        host: &pool.spec.host_header,
+                        credential_header: &binding.credential_header,
+                        credential_prefix: &binding.credential_prefix,
+                        credential: binding.credential.expose(),
+                        decision_id: id.as_str(),
+                        delegator: &claims.delegator_id,
+                    };
+                    write_request(
+                        upreq,
+                        &target,
+                        &|k| args.scalar(k),
+                        &mut args.keys(),
+                        Some(req.body),
+                    )
+                    .map_err(|e| Denial::BadArguments(e.to_string()))
+                })();
+                let decided_by_policy = matches!(
+                    outcome,
+                    Ok(()) | Err(Denial::PolicyDenied | Denial::AuditUnavailable)
+                );
+                let visit = |f: &mut dyn FnMut(&str)| {
+                    if decided_by_policy {
+                        determining(&active.bundle, &scratch, f);
+                    }
+                };
+                let reason = outcome.as_ref().err().map_or("allow", Denial::reason);
+                self.audit_decision(
+                    note,
+                    &id,
+                    outcome.is_ok(),
+                    reason,
+                    &subject,
+                    &active,
+                    &visit,
+                );
+                outcome
             })
         };
         if let Err(d) = decided {
+            self.audit_commit(&note, started, 0);
+            io.note = note;
             return deny_http(io, &d, &id);
         }
-        let method = match tool.method.as_str() {
-            "GET" => Method::Get,
-            "HEAD" => Method::Head,
-            "PUT" => Method::Put,
-            "DELETE" => Method::Delete,
-            "PATCH" => Method::Patch,
-            _ => Method::Post,
-        };
+        let method = method_of(&tool.method);
         let mut extra = [0u8; 96];
         let extra_len = decision_header(&mut extra, &id);
         let mut carry = std::mem::take(&mut io.carry);
@@ -157,6 +225,7 @@ impl Gateway {
             .map(|f| Scrubber::new(f, &mut carry));
         let mut upreq = std::mem::take(&mut io.upreq);
         let mut relay_scratch = std::mem::take(&mut io.scratch);
+        let upstream_started = Instant::now();
         let ex = exchange(
             pool,
             &mut upreq,
@@ -175,10 +244,20 @@ impl Gateway {
             },
         )
         .await;
-        drop(scrubber);
+        let scrubbed = scrubber.map_or(0, |s| s.scrubbed);
         io.carry = carry;
         io.upreq = upreq;
         io.scratch = relay_scratch;
+        let status = match &ex.result {
+            Ok(out) => out.status,
+            Err(e) => {
+                self.metrics().upstream_error(e.reason());
+                if ex.head_sent { 0 } else { e.status() }
+            }
+        };
+        self.observe_call(started, upstream_started, scrubbed);
+        self.audit_commit(&note, started, status);
+        io.note = note;
         match ex.result {
             Ok(out) if out.client_close => Disposition::Close,
             Ok(_) => Disposition::KeepAlive,
@@ -188,6 +267,35 @@ impl Gateway {
                 Disposition::KeepAlive
             }
         }
+    }
+
+    /// Latency metrics for an allowed call: gateway overhead and upstream time.
+    pub fn observe_call(&self, started: Instant, upstream_started: Instant, scrubbed: u32) {
+        let total = started.elapsed().as_micros() as u64;
+        let upstream = upstream_started.elapsed().as_micros() as u64;
+        let m = self.metrics();
+        m.upstream.observe(upstream);
+        m.overhead.observe(total.saturating_sub(upstream));
+        if scrubbed > 0 {
+            m.scrubbed
+                .fetch_add(u64::from(scrubbed), std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    pub fn metrics(&self) -> &crate::metrics::CoreMetrics {
+        &self.shared.metrics.cores[self.core]
+    }
+}
+
+/// Maps a tool registry method to the HTTP method enum (anything unknown is a POST).
+pub fn method_of(m: &str) -> Method {
+    match m {
+        "GET" => Method::Get,
+        "HEAD" => Method::Head,
+        "PUT" => Method::Put,
+        "DELETE" => Method::Delete,
+        "PATCH" => Method::Patch,
+        _ => Method::Post,
     }
 }
 
@@ -243,7 +351,45 @@ pub fn deny_http(io: &mut ConnIo, d: &Denial, id: &DecisionId) -> Disposition {
     Disposition::KeepAlive
 }
 
+/// How often a core hands its audit batch to the writer when traffic is light.
+const AUDIT_FLUSH_EVERY: std::time::Duration = std::time::Duration::from_millis(20);
+/// How often a core publishes its per-tool counts and cache counters.
+const PUBLISH_EVERY: u32 = 50;
+
+impl Gateway {
+    fn publish(&self) {
+        let m = self.metrics();
+        let cache = self.cache.borrow();
+        m.cache_hits
+            .store(cache.hits, std::sync::atomic::Ordering::Relaxed);
+        m.cache_misses
+            .store(cache.misses, std::sync::atomic::Ordering::Relaxed);
+        m.tools.store(Arc::new(self.tool_counts.borrow().clone()));
+    }
+}
+
 impl Service for Gateway {
+    fn start(self: &Rc<Self>) {
+        let weak = Rc::downgrade(self);
+        monoio::spawn(async move {
+            let mut tick = 0u32;
+            loop {
+                monoio::time::sleep(AUDIT_FLUSH_EVERY).await;
+                let Some(gw) = weak.upgrade() else { return };
+                gw.audit.borrow_mut().flush();
+                tick += 1;
+                if tick % PUBLISH_EVERY == 0 {
+                    gw.publish();
+                }
+            }
+        });
+    }
+
+    fn stop(&self) {
+        self.audit.borrow_mut().flush();
+        self.publish();
+    }
+
     async fn call(&self, req: Request<'_>, io: &mut ConnIo) -> Disposition {
         let path = req.path();
         match (req.head.method(), path) {

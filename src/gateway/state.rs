@@ -141,4 +141,9 @@ pub struct Shared {
     pub envelope_cache_entries: usize,
     /// Process start in microseconds: the prefix of every decision id.
     pub epoch: u64,
+    pub audit: Arc<crate::audit::AuditSink>,
+    pub metrics: Arc<crate::metrics::Metrics>,
+    pub bundle_swaps: std::sync::atomic::AtomicU64,
+    /// Set when shutdown begins: responses say `Connection: close`.
+    pub stopping: std::sync::atomic::AtomicBool,
 }

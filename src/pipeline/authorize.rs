@@ -134,3 +134,10 @@ pub fn decide(
     };
     bundle.decide(&req, scratch).allow
 }
+
+/// Visits the ids of the policies that determined the last decision made with `scratch`.
+pub fn determining(bundle: &Bundle, scratch: &Scratch, f: &mut dyn FnMut(&str)) {
+    for p in scratch.determining() {
+        f(bundle.policy_id(*p));
+    }
+}

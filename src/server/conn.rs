@@ -25,6 +25,8 @@ pub struct ConnIo {
     pub gather: Vec<u8>,
     /// A second scratch buffer (held-back bytes of a scrubbed stream).
     pub carry: Vec<u8>,
+    /// A buffer the service keeps across the awaits of one request (an audit record).
+    pub note: Vec<u8>,
     pub write_timeout: Duration,
 }
 
@@ -132,6 +134,7 @@ pub async fn serve<S: Service>(
         upreq: Vec::with_capacity(2 * 1024),
         gather: Vec::new(),
         carry: Vec::new(),
+        note: Vec::with_capacity(1024),
         write_timeout: limits.idle_timeout,
     };
     let mut rbuf: Vec<u8> = Vec::with_capacity(8 * 1024);

@@ -72,6 +72,14 @@ impl<'a> Request<'a> {
 /// Handles requests on one core. Not `Send`: each worker builds its own from a factory.
 pub trait Service: 'static {
     fn call(&self, req: Request<'_>, io: &mut ConnIo) -> impl Future<Output = Disposition>;
+
+    /// Called once on the worker's runtime after the service is built: the place to spawn
+    /// the core's background tasks (flush timers and the like).
+    fn start(self: &Rc<Self>) {}
+
+    /// Called when the worker stops accepting, before it drains: flush what must not be
+    /// lost.
+    fn stop(&self) {}
 }
 
 /// A running server: its address and worker threads.
@@ -112,6 +120,7 @@ where
             .spawn(move || {
                 let run = async move {
                     let svc = Rc::new(factory(core));
+                    svc.start();
                     let limits = Rc::new(limits);
                     let listener = match TcpListener::from_std(l) {
                         Ok(l) => l,

@@ -1,0 +1,162 @@
+//! One audit line per decision: who (delegator, agent and its chain), for whom (tenant),
+//! in which workflow (session, task, purpose), what (tool, resource, data classes, record
+//! count), the outcome and its reason, which policy version decided and which policies
+//! determined it, and how long it took. Encoded by hand into a reused buffer: the hot
+//! path pays for a few `memcpy`s, not for a serializer. The chain fields (`seq`, `prev`,
+//! `hash`) are added by the writer thread, which owns the chain.
+//!
+//! Nothing secret goes in: no credential, no envelope, no signature.
+
+use crate::http::write::{json_str, push_u64};
+
+/// Visits the ids of the policies that determined a decision.
+pub type PolicyVisitor<'a> = &'a dyn Fn(&mut dyn FnMut(&str));
+
+/// No determining policies (the decision was made before the policy was consulted).
+pub fn no_policies(_: &mut dyn FnMut(&str)) {}
+
+/// The facts of one decision, borrowed from the call.
+#[derive(Clone, Copy)]
+pub struct Record<'a> {
+    /// Unix time in microseconds.
+    pub time_us: u64,
+    pub decision_id: &'a str,
+    pub allowed: bool,
+    pub reason: &'a str,
+    pub delegator: &'a str,
+    pub tenant: &'a str,
+    pub session: &'a str,
+    pub task: &'a str,
+    pub purpose: &'a str,
+    pub agent_id: &'a str,
+    pub agent_kind: &'a str,
+    pub envelope_id: &'a str,
+    pub delegation_chain: &'a [String],
+    pub tool: &'a str,
+    pub resource: &'a str,
+    pub data_classes: &'a [String],
+    pub record_count: u64,
+    pub bundle_version: &'a str,
+    pub bundle_digest: &'a str,
+    pub policies: PolicyVisitor<'a>,
+    /// `http`, `mcp` or `delegate`.
+    pub via: &'a str,
+}
+
+fn field(out: &mut Vec<u8>, name: &str, v: &str) {
+    out.push(b',');
+    json_str(out, name);
+    out.push(b':');
+    json_str(out, v);
+}
+
+fn num(out: &mut Vec<u8>, name: &str, v: u64) {
+    out.push(b',');
+    json_str(out, name);
+    out.push(b':');
+    push_u64(out, v);
+}
+
+fn list<S: AsRef<str>>(out: &mut Vec<u8>, name: &str, v: &[S]) {
+    out.push(b',');
+    json_str(out, name);
+    out.extend_from_slice(b":[");
+    for (i, s) in v.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        json_str(out, s.as_ref());
+    }
+    out.push(b']');
+}
+
+/// Appends the decision part of a record: a JSON object body without its closing brace.
+/// The outcome (`encode_outcome`) follows once the upstream has answered; the writer adds
+/// the chain fields and closes the object. Split so a call can encode what it decided
+/// before it awaits the upstream, and hold no borrowed data across the await.
+pub fn encode(out: &mut Vec<u8>, r: &Record<'_>) {
+    out.extend_from_slice(b"{\"time\":\"");
+    crate::clock::push_rfc3339_micros(out, r.time_us);
+    out.push(b'"');
+    field(out, "decision_id", r.decision_id);
+    field(out, "decision", if r.allowed { "allow" } else { "deny" });
+    field(out, "reason", r.reason);
+    field(out, "delegator", r.delegator);
+    field(out, "tenant", r.tenant);
+    field(out, "session", r.session);
+    field(out, "task", r.task);
+    field(out, "purpose", r.purpose);
+    field(out, "agent_id", r.agent_id);
+    field(out, "agent_kind", r.agent_kind);
+    field(out, "envelope_id", r.envelope_id);
+    list(out, "delegation_chain", r.delegation_chain);
+    field(out, "tool", r.tool);
+    field(out, "resource", r.resource);
+    list(out, "data_classes", r.data_classes);
+    num(out, "record_count", r.record_count);
+    field(out, "bundle_version", r.bundle_version);
+    field(out, "bundle_digest", r.bundle_digest);
+    out.extend_from_slice(b",\"policies\":[");
+    let mut first = true;
+    (r.policies)(&mut |id: &str| {
+        if !first {
+            out.push(b',');
+        }
+        first = false;
+        json_str(out, id);
+    });
+    out.push(b']');
+    field(out, "via", r.via);
+}
+
+/// Appends the outcome: end-to-end latency and the upstream's status (0 when no upstream
+/// was called).
+pub fn encode_outcome(out: &mut Vec<u8>, latency_us: u64, upstream_status: u16) {
+    num(out, "latency_us", latency_us);
+    num(out, "upstream_status", u64::from(upstream_status));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encodes_valid_json_with_every_field() {
+        let chain = vec!["parent-jti".to_string()];
+        let classes = vec!["contract_metadata".to_string()];
+        let r = Record {
+            time_us: 1_778_610_600_123_456,
+            decision_id: "d-1",
+            allowed: false,
+            reason: "policy_denied",
+            delegator: "user_7f3a91",
+            tenant: "tenant_acme",
+            session: "s",
+            task: "t\"quoted\"",
+            purpose: "p",
+            agent_id: "a",
+            agent_kind: "k",
+            envelope_id: "j",
+            delegation_chain: &chain,
+            tool: "billing.update",
+            resource: "cust_acme_1042",
+            data_classes: &classes,
+            record_count: 1,
+            bundle_version: "v1",
+            bundle_digest: "abc",
+            policies: &|f| f("forbid-billing"),
+            via: "http",
+        };
+        let mut out = Vec::new();
+        encode(&mut out, &r);
+        encode_outcome(&mut out, 12, 0);
+        out.push(b'}');
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["time"], "2026-05-12T18:30:00.123456Z");
+        assert_eq!(v["decision"], "deny");
+        assert_eq!(v["task"], "t\"quoted\"");
+        assert_eq!(v["delegation_chain"][0], "parent-jti");
+        assert_eq!(v["policies"][0], "forbid-billing");
+        assert_eq!(v.as_object().unwrap().len(), 23);
+    }
+}
