@@ -29,8 +29,16 @@ pub enum OnFull {
 }
 
 /// The shared side of the audit trail: the queue to the writer and its counters.
+/// What the cores send the writer.
+pub enum Msg {
+    /// Encoded record bodies separated by newlines.
+    Batch(Vec<u8>),
+    /// Write the final checkpoint, sync, and stop.
+    Close,
+}
+
 pub struct AuditSink {
-    tx: SyncSender<Vec<u8>>,
+    tx: SyncSender<Msg>,
     depth: Arc<AtomicUsize>,
     capacity: usize,
     pub on_full: OnFull,
@@ -72,6 +80,12 @@ impl AuditSink {
         ))
     }
 
+    /// Asks the writer to seal the segment (final checkpoint, fsync) and stop. Call after
+    /// every core has flushed; waits for room in the queue rather than dropping it.
+    pub fn close(&self) {
+        let _ = self.tx.send(Msg::Close);
+    }
+
     /// Batches waiting for the writer.
     pub fn depth(&self) -> usize {
         self.depth.load(Ordering::Relaxed)
@@ -84,7 +98,7 @@ impl AuditSink {
 
     fn send(&self, batch: Vec<u8>, records: u64) {
         self.depth.fetch_add(1, Ordering::Relaxed);
-        match self.tx.try_send(batch) {
+        match self.tx.try_send(Msg::Batch(batch)) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
                 self.depth.fetch_sub(1, Ordering::Relaxed);

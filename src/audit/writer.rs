@@ -96,7 +96,7 @@ fn open_segment(dir: &Path, n: u64) -> std::io::Result<Segment> {
 pub fn run(
     cfg: WriterConfig,
     key: Arc<SigningKey>,
-    rx: Receiver<Vec<u8>>,
+    rx: Receiver<super::Msg>,
     depth: Arc<AtomicUsize>,
     stats: Arc<WriterStats>,
 ) -> std::io::Result<()> {
@@ -113,7 +113,7 @@ pub fn run(
             .saturating_sub(last_sync.elapsed())
             .max(Duration::from_millis(1));
         match rx.recv_timeout(wait) {
-            Ok(batch) => {
+            Ok(super::Msg::Batch(batch)) => {
                 depth.fetch_sub(1, Ordering::Relaxed);
                 for body in batch.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
                     chain.append(body, &mut out);
@@ -138,7 +138,7 @@ pub fn run(
                 }
             }
             Err(RecvTimeoutError::Timeout) => {}
-            Err(RecvTimeoutError::Disconnected) => {
+            Ok(super::Msg::Close) | Err(RecvTimeoutError::Disconnected) => {
                 chain.checkpoint(seg.n, crate::clock::now_unix_micros(), &key, &mut out);
                 seg.file.write_all(&out)?;
                 seg.file.sync_data()?;

@@ -2,6 +2,7 @@
 //! its own module and returns a `CliError`; `main` prints it and picks the exit code.
 
 pub mod envelope_cmds;
+pub mod ops;
 pub mod serve;
 pub mod vault_cmds;
 pub mod walkthrough;
@@ -74,6 +75,13 @@ pub enum Command {
     Config(serve::ConfigCmd),
     /// Manage the encrypted credential vault (init, put, list, rm).
     Vault(vault_cmds::VaultArgs),
+    /// Check a tamper-evident audit trail.
+    #[command(subcommand)]
+    Audit(ops::AuditCmd),
+    /// Push a compiled policy bundle to a running gateway (admin API); swapped atomically.
+    Push(ops::PushArgs),
+    /// Revoke an envelope (and its descendants), a session or a task on a running gateway.
+    Revoke(ops::RevokeArgs),
     /// Walk through the renewal-review scenario: mint the seed's envelope, verify it, and
     /// watch a tampered copy get refused.
     Demo(walkthrough::DemoArgs),
@@ -89,5 +97,8 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Serve(a) => serve::serve(a),
         Command::Config(c) => serve::config(c),
         Command::Vault(a) => vault_cmds::run(a),
+        Command::Audit(c) => ops::audit(c),
+        Command::Push(a) => ops::push(a),
+        Command::Revoke(a) => ops::revoke(a),
     }
 }

@@ -47,7 +47,28 @@ pub fn load(args: &ServeArgs) -> Result<Config, CliError> {
 pub fn serve(args: ServeArgs) -> Result<(), CliError> {
     let cfg = load(&args)?;
     let running = portcullis::gateway::start(&cfg).map_err(|e| CliError::Usage(e.to_string()))?;
+    banner(&cfg, &running);
+    // Signals are handled on this thread: SIGHUP reloads the bundle file, SIGTERM and
+    // SIGINT shut down gracefully.
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGHUP, SIGINT, SIGTERM])
+        .map_err(|e| CliError::Usage(format!("cannot install signal handlers: {e}")))?;
+    for sig in signals.forever() {
+        if sig == SIGHUP {
+            reload(&cfg, &running);
+            continue;
+        }
+        portcullis::info!("shutting down: draining in-flight calls and sealing the audit trail");
+        running.shutdown();
+        portcullis::info!("stopped");
+        return Ok(());
+    }
+    Ok(())
+}
+
+fn banner(cfg: &Config, running: &portcullis::gateway::Running) {
     let active = running.shared.active.load();
+    let meta = active.bundle.meta();
     portcullis::info!(
         "portcullis {} listening on http://{} ({} worker(s), {} driver)",
         env!("CARGO_PKG_VERSION"),
@@ -55,12 +76,19 @@ pub fn serve(args: ServeArgs) -> Result<(), CliError> {
         running.workers,
         running.server.driver.name()
     );
+    if let Some(a) = &running.admin {
+        portcullis::info!("admin API on http://{} (bearer token required)", a.addr);
+    }
+    if let Some(t) = &running.admin_token_file {
+        portcullis::info!("generated admin token: {}", t.display());
+    }
     portcullis::info!(
         "policy bundle {} ({} tools), config {}",
-        active.bundle.meta_version(),
+        meta.version,
         active.bundle.tools().count(),
         cfg.source
     );
+    portcullis::info!("audit trail: {}", running.audit_dir.display());
     if let Some(dir) = &running.demo_issuer_dir {
         portcullis::info!(
             "demo issuer key: {} (private.pem, jwks.json)",
@@ -71,10 +99,26 @@ pub fn serve(args: ServeArgs) -> Result<(), CliError> {
             dir.display()
         );
     }
-    for t in running.server.threads {
-        let _ = t.join();
+}
+
+fn reload(cfg: &Config, running: &portcullis::gateway::Running) {
+    let portcullis::config::Source::File(path) = cfg.source_of(&cfg.policy.bundle) else {
+        portcullis::warn!("SIGHUP: policy.bundle is built in; nothing to reload");
+        return;
+    };
+    match std::fs::read(&path) {
+        Ok(bytes) => match running.shared.activate_bytes(&bytes, None) {
+            Ok(()) => {}
+            Err(e) => portcullis::warn!(
+                "SIGHUP: {}: {e}; the previous bundle keeps serving",
+                path.display()
+            ),
+        },
+        Err(e) => portcullis::warn!(
+            "SIGHUP: {}: {e}; the previous bundle keeps serving",
+            path.display()
+        ),
     }
-    Ok(())
 }
 
 pub fn config(cmd: ConfigCmd) -> Result<(), CliError> {

@@ -12,6 +12,9 @@ use thiserror::Error;
 /// The embedded default configuration.
 pub const DEFAULT_TOML: &str = include_str!("default.toml");
 
+/// The `source` of the embedded default, in messages.
+pub const EMBEDDED_SOURCE: &str = "<embedded default>";
+
 /// A configuration problem, naming the file and the field.
 #[derive(Debug, Error)]
 #[error("{file}: {field}: {message}")]
@@ -260,7 +263,7 @@ pub enum UpstreamAddr {
 impl Config {
     /// The embedded default.
     pub fn embedded() -> Result<Config, ConfigError> {
-        Self::parse(DEFAULT_TOML, "<embedded default>", Path::new("."))
+        Self::parse(DEFAULT_TOML, EMBEDDED_SOURCE, Path::new("."))
     }
 
     pub fn load(path: &Path) -> Result<Config, ConfigError> {

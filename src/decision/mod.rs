@@ -54,6 +54,9 @@ fn meta() -> BundleMeta {
     BundleMeta {
         version: "standin".into(),
         digest_hex: "00".into(),
+        compiler_version: "0".into(),
+        compiled_at: "".into(),
+        counts: Counts::default(),
     }
 }
 #[derive(Debug, thiserror::Error)]
@@ -68,10 +71,21 @@ impl Scratch {
         &[]
     }
 }
+#[derive(Debug, Clone, Default)]
+pub struct Counts {
+    pub policies: usize,
+    pub actions: usize,
+    pub entities: usize,
+    pub tools: usize,
+    pub purposes: usize,
+}
 #[derive(Debug, Clone)]
 pub struct BundleMeta {
     pub version: String,
     pub digest_hex: String,
+    pub compiler_version: String,
+    pub compiled_at: String,
+    pub counts: Counts,
 }
 pub struct Decision {
     pub allow: bool,

@@ -51,9 +51,82 @@ pub struct Running {
     pub demo_issuer_dir: Option<PathBuf>,
     pub demo_backends: Option<DemoBackends>,
     pub audit_dir: PathBuf,
-    /// The audit writer; it finishes (final checkpoint, fsync) once every core has
-    /// dropped its handle to the queue.
+    /// The audit writer; `shutdown` closes it (final checkpoint, fsync).
     pub audit_writer: Option<std::thread::JoinHandle<()>>,
+    pub admin: Option<ServerHandle>,
+    /// Where a generated admin token was written (embedded default only).
+    pub admin_token_file: Option<PathBuf>,
+}
+
+impl Running {
+    /// Graceful shutdown: stop accepting, let in-flight calls finish, flush every core's
+    /// audit batch, seal the audit segment with a checkpoint and sync it.
+    pub fn shutdown(mut self) {
+        self.shared
+            .stopping
+            .store(true, std::sync::atomic::Ordering::Release);
+        if let Some(a) = self.admin.take() {
+            a.begin_shutdown();
+        }
+        let ServerHandle { threads, .. } = {
+            self.server.begin_shutdown();
+            self.server
+        };
+        for t in threads {
+            let _ = t.join();
+        }
+        self.shared.audit.close();
+        if let Some(w) = self.audit_writer.take() {
+            let _ = w.join();
+        }
+    }
+}
+
+/// The admin token: from `admin.token_file`, else the environment variable named by
+/// `admin.token_env`. The embedded default, and only it, generates one when neither is
+/// available and writes it next to the demo files.
+fn admin_token(
+    cfg: &Config,
+    demo_dir: &std::path::Path,
+) -> Result<(String, Option<PathBuf>), StartError> {
+    if let Some(f) = &cfg.admin.token_file {
+        let p = cfg.base_dir.join(f);
+        let t = String::from_utf8(read(cfg, "admin.token_file", &p)?)
+            .map_err(|_| component(cfg, "admin.token_file", "not UTF-8 text"))?;
+        let t = t.trim().to_owned();
+        if t.len() < 16 {
+            return Err(component(
+                cfg,
+                "admin.token_file",
+                "the token must be at least 16 characters",
+            ));
+        }
+        return Ok((t, None));
+    }
+    if let Some(var) = &cfg.admin.token_env
+        && let Ok(t) = std::env::var(var)
+    {
+        if t.len() < 16 {
+            return Err(component(
+                cfg,
+                "admin.token_env",
+                format!("${var} must hold at least 16 characters"),
+            ));
+        }
+        return Ok((t, None));
+    }
+    if cfg.source != crate::config::EMBEDDED_SOURCE {
+        return Err(component(
+            cfg,
+            "admin.token_env / admin.token_file",
+            "no admin token: set the environment variable or point token_file at a file",
+        ));
+    }
+    let t = crate::envelope::mint::random_id();
+    let p = demo_dir.join("admin.token");
+    crate::vault::write_private_atomically(&p, t.as_bytes())
+        .map_err(|e| component(cfg, "admin.token_file", format!("{}: {e}", p.display())))?;
+    Ok((t, Some(p)))
 }
 
 fn component(cfg: &Config, field: &str, message: impl Into<String>) -> StartError {
@@ -224,6 +297,30 @@ pub fn start(cfg: &Config) -> Result<Running, StartError> {
     })?;
 
     let (audit, audit_writer, audit_dir) = start_audit(cfg)?;
+    let bundle_signers = match &cfg.admin.bundle_signing_jwks {
+        None => None,
+        Some(f) => {
+            let p = cfg.base_dir.join(f);
+            let text = String::from_utf8(read(cfg, "admin.bundle_signing_jwks", &p)?)
+                .map_err(|_| component(cfg, "admin.bundle_signing_jwks", "not UTF-8 JSON"))?;
+            Some(
+                TrustedKeys::from_jwks(&text)
+                    .map_err(|e| component(cfg, "admin.bundle_signing_jwks", e.to_string()))?,
+            )
+        }
+    };
+    let revocations_file = cfg
+        .admin
+        .revocations_file
+        .as_ref()
+        .map(|f| cfg.base_dir.join(f));
+    let revocations = match &revocations_file {
+        Some(p) => super::state::load_revocations(p)
+            .map_err(|e| component(cfg, "admin.revocations_file", e))?,
+        None => Revocations::default(),
+    };
+    let (admin_token, admin_token_file) =
+        admin_token(cfg, demo_issuer_dir.as_deref().unwrap_or(&audit_dir))?;
     let workers = server::worker_count(cfg.server.cores);
     let epoch = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -233,7 +330,7 @@ pub fn start(cfg: &Config) -> Result<Running, StartError> {
         verifier,
         active: ArcSwap::from_pointee(active),
         vault: Arc::new(vault),
-        revocations: ArcSwap::from_pointee(Revocations::default()),
+        revocations: ArcSwap::from_pointee(revocations),
         delegation_key,
         max_delegation_depth: cfg.delegation.max_depth,
         sessions: SessionKey::generate(),
@@ -247,6 +344,8 @@ pub fn start(cfg: &Config) -> Result<Running, StartError> {
         metrics: crate::metrics::Metrics::new(workers),
         bundle_swaps: std::sync::atomic::AtomicU64::new(0),
         stopping: std::sync::atomic::AtomicBool::new(false),
+        bundle_signers,
+        revocations_file,
     });
     let server_limits = Limits {
         max_head_bytes: limits.max_head_bytes,
@@ -268,8 +367,32 @@ pub fn start(cfg: &Config) -> Result<Running, StartError> {
         addr: listen.to_string(),
         source: e,
     })?;
+    let admin_addr = cfg.admin_addr()?;
+    let admin_shared = Arc::clone(&shared);
+    let admin_token: Arc<str> = admin_token.into();
+    let admin_limits = Limits {
+        max_body_bytes: 1 << 30,
+        ..Limits::default()
+    };
+    let admin = server::start(
+        "portcullis-admin",
+        admin_addr,
+        1,
+        driver,
+        admin_limits,
+        move |_| super::admin::Admin {
+            shared: Arc::clone(&admin_shared),
+            token: Arc::clone(&admin_token),
+        },
+    )
+    .map_err(|e| StartError::Listen {
+        addr: admin_addr.to_string(),
+        source: e,
+    })?;
     Ok(Running {
         server,
+        admin: Some(admin),
+        admin_token_file,
         shared,
         workers,
         demo_issuer_dir,

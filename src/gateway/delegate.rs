@@ -246,13 +246,13 @@ pub fn handle(gw: &Gateway, req: Request<'_>, io: &mut ConnIo) -> Disposition {
     };
     let parent = match gw.authenticate(&req, now) {
         Ok(c) => c,
-        Err(d) => {
+        Err((d, known)) => {
             gw.audit_decision(
                 &mut note,
                 &id,
                 false,
                 d.reason(),
-                &subject(None, ""),
+                &subject(known.as_deref(), ""),
                 &active,
                 &no_policies,
             );

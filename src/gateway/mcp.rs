@@ -207,7 +207,7 @@ fn delete(gw: &Gateway, req: Request<'_>, io: &mut ConnIo) -> Disposition {
     let now = clock::now_unix();
     let claims = match gw.authenticate(&req, now) {
         Ok(c) => c,
-        Err(d) => return deny_rpc(io, None, &d, &gw.next_id()),
+        Err((d, _)) => return deny_rpc(io, None, &d, &gw.next_id()),
     };
     let Some(sid) = req.field(&req.head.mcp_session_id) else {
         return rpc_error(
@@ -294,10 +294,11 @@ async fn post(gw: &Gateway, req: Request<'_>, io: &mut ConnIo) -> Disposition {
         Ok(c) => c,
         Err(d) => {
             // A refused credential is a decision too: it gets its audit line.
+            let (d, known) = d;
             let active = gw.shared.active.load();
             let mut note = std::mem::take(&mut io.note);
             let subject = Subject {
-                claims: None,
+                claims: known.as_deref(),
                 tool: "",
                 resource: "",
                 data_classes: &[],

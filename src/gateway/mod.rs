@@ -8,6 +8,7 @@
 //! * `delegate` — sub-agent envelopes;
 //! * `boot` — start-up.
 
+pub mod admin;
 pub mod audit_hook;
 pub mod boot;
 pub mod delegate;

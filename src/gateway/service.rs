@@ -23,6 +23,9 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Instant;
 
+/// A refused credential, with the claims when they verified (a revoked envelope).
+pub type Refused = (Denial, Option<Rc<Claims>>);
+
 /// Per-core gateway state. Single-threaded: `RefCell`s are borrowed only between awaits.
 pub struct Gateway {
     pub core: usize,
@@ -68,15 +71,17 @@ impl Gateway {
     }
 
     /// Verifies the bearer envelope (through the cache) and checks revocation.
-    pub fn authenticate(&self, req: &Request<'_>, now: i64) -> Result<Rc<Claims>, Denial> {
-        let token = req.bearer().ok_or(Denial::MissingEnvelope)?;
+    /// A revoked envelope's claims come back with the refusal, so its audit line can
+    /// say who tried.
+    pub fn authenticate(&self, req: &Request<'_>, now: i64) -> Result<Rc<Claims>, Refused> {
+        let token = req.bearer().ok_or((Denial::MissingEnvelope, None))?;
         let claims = self
             .cache
             .borrow_mut()
             .verify(&self.shared.verifier, token, now)
-            .map_err(Denial::Envelope)?;
+            .map_err(|e| (Denial::Envelope(e), None))?;
         if let Some(id) = self.shared.revocations.load().covering(&claims) {
-            return Err(Denial::Revoked { jti: id.to_owned() });
+            return Err((Denial::Revoked { jti: id.to_owned() }, Some(claims)));
         }
         Ok(claims)
     }
@@ -103,13 +108,13 @@ impl Gateway {
         };
         let claims = match self.authenticate(&req, now) {
             Ok(c) => c,
-            Err(d) => {
+            Err((d, known)) => {
                 self.audit_decision(
                     &mut note,
                     &id,
                     false,
                     d.reason(),
-                    &subject(None),
+                    &subject(known.as_deref()),
                     &active,
                     &no_policies,
                 );

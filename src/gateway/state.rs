@@ -146,4 +146,94 @@ pub struct Shared {
     pub bundle_swaps: std::sync::atomic::AtomicU64,
     /// Set when shutdown begins: responses say `Connection: close`.
     pub stopping: std::sync::atomic::AtomicBool,
+    /// Keys that must have signed a pushed bundle, when configured.
+    pub bundle_signers: Option<crate::envelope::TrustedKeys>,
+    pub revocations_file: Option<std::path::PathBuf>,
+}
+
+/// Why a new bundle was not activated. The previous one keeps serving.
+#[derive(Debug, thiserror::Error)]
+pub enum ActivateError {
+    #[error("bundle signature required (X-Portcullis-Bundle-Signature) and missing")]
+    SignatureMissing,
+    #[error("bundle signature does not verify with the configured pipeline keys")]
+    SignatureInvalid,
+    #[error("bundle refused: {0}")]
+    Bundle(String),
+    #[error(transparent)]
+    Bind(#[from] BindError),
+}
+
+impl Shared {
+    /// Verifies, binds and atomically activates a bundle. In-flight calls finish on the
+    /// bundle they started with; the next call sees the new one.
+    pub fn activate_bytes(
+        &self,
+        bytes: &[u8],
+        signature: Option<&str>,
+    ) -> Result<(), ActivateError> {
+        if let Some(keys) = &self.bundle_signers {
+            use base64::Engine;
+            let sig = signature.ok_or(ActivateError::SignatureMissing)?;
+            let sig = base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(sig.trim_end_matches('='))
+                .map_err(|_| ActivateError::SignatureInvalid)?;
+            let ok = keys
+                .kids()
+                .any(|kid| keys.get(kid).is_some_and(|k| k.verify(bytes, &sig).is_ok()));
+            if !ok {
+                return Err(ActivateError::SignatureInvalid);
+            }
+        }
+        let bundle = Bundle::from_bytes(bytes).map_err(|e| ActivateError::Bundle(e.to_string()))?;
+        let active = Active::bind(bundle, &self.upstream_index, &self.upstreams, &self.vault)?;
+        let meta = active.bundle.meta();
+        crate::info!(
+            "activated policy bundle {} ({})",
+            meta.version,
+            &meta.digest_hex[..meta.digest_hex.len().min(16)]
+        );
+        self.active.store(Arc::new(active));
+        self.bundle_swaps
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Writes the revocation set to the configured file (atomically), if any.
+    pub fn persist_revocations(&self, r: &Revocations) -> std::io::Result<()> {
+        let Some(path) = &self.revocations_file else {
+            return Ok(());
+        };
+        let mut doc = serde_json::json!({"jtis": r.jtis, "sessions": r.sessions, "tasks": r.tasks});
+        for k in ["jtis", "sessions", "tasks"] {
+            if let Some(a) = doc[k].as_array_mut() {
+                a.sort_by(|x, y| x.as_str().cmp(&y.as_str()));
+            }
+        }
+        crate::vault::write_private_atomically(path, doc.to_string().as_bytes())
+    }
+}
+
+/// Reads a persisted revocation set; a missing file is an empty set.
+pub fn load_revocations(path: &std::path::Path) -> Result<Revocations, String> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Revocations::default()),
+        Err(e) => return Err(format!("{}: {e}", path.display())),
+    };
+    #[derive(serde::Deserialize)]
+    struct Doc {
+        #[serde(default)]
+        jtis: HashSet<String>,
+        #[serde(default)]
+        sessions: HashSet<String>,
+        #[serde(default)]
+        tasks: HashSet<String>,
+    }
+    let d: Doc = serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(Revocations {
+        jtis: d.jtis,
+        sessions: d.sessions,
+        tasks: d.tasks,
+    })
 }

@@ -2,7 +2,7 @@
 //! heads and bodies read under size limits and deadlines, and every failure answered with
 //! the right status (400, 408, 413, 431, 501, 505) before the connection closes.
 
-use super::{Limits, Request, Service};
+use super::{Request, Service, Worker};
 use crate::http::head::{Framing, RequestHead, parse_request};
 use crate::http::{ChunkedDecoder, HttpError};
 use monoio::buf::IoBufMut;
@@ -124,8 +124,9 @@ pub async fn serve<S: Service>(
     svc: Rc<S>,
     stream: TcpStream,
     peer: SocketAddr,
-    limits: Rc<Limits>,
+    worker: Rc<Worker>,
 ) {
+    let limits = &worker.limits;
     let _ = stream.set_nodelay(true);
     let mut io = ConnIo {
         stream,
@@ -276,11 +277,13 @@ pub async fn serve<S: Service>(
             },
             peer,
         };
+        worker.in_flight.set(worker.in_flight.get() + 1);
         let disposition = svc.call(req, &mut io).await;
+        worker.in_flight.set(worker.in_flight.get() - 1);
         if io.flush().await.is_err() {
             return;
         }
-        if disposition == Disposition::Close || head.close {
+        if disposition == Disposition::Close || head.close || worker.stopping() {
             let _ = io.stream.shutdown().await;
             return;
         }

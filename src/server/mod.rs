@@ -12,10 +12,12 @@ pub use runtime::Driver;
 
 use crate::http::head::{RequestHead, field};
 use monoio::net::TcpListener;
+use std::cell::Cell;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 /// Size limits and deadlines applied to every connection.
@@ -87,7 +89,41 @@ pub struct ServerHandle {
     pub addr: SocketAddr,
     pub driver: Driver,
     pub threads: Vec<std::thread::JoinHandle<()>>,
+    stop: Arc<AtomicBool>,
 }
+
+impl ServerHandle {
+    /// Stops accepting, lets in-flight requests finish (each worker waits up to `drain`),
+    /// and waits for the workers to exit. Idle keep-alive connections are closed.
+    pub fn shutdown(self) {
+        self.begin_shutdown();
+        for t in self.threads {
+            let _ = t.join();
+        }
+    }
+
+    /// Signals the workers to stop accepting and drain, without waiting.
+    pub fn begin_shutdown(&self) {
+        self.stop.store(true, Ordering::Release);
+    }
+}
+
+/// Per-worker state shared by its connections.
+pub struct Worker {
+    pub limits: Limits,
+    pub stop: Arc<AtomicBool>,
+    /// Requests being served right now on this worker.
+    pub in_flight: Cell<usize>,
+}
+
+impl Worker {
+    pub fn stopping(&self) -> bool {
+        self.stop.load(Ordering::Acquire)
+    }
+}
+
+/// How long a stopping worker waits for in-flight requests.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Binds `addr` once per worker and starts `workers` threads, each serving with the
 /// service `factory(core_index)` builds on that thread.
@@ -108,46 +144,18 @@ where
     let bound = listeners[0].local_addr()?;
     let driver = driver.resolve();
     let factory = Arc::new(factory);
-    let limits = Arc::new(limits);
+    let stop = Arc::new(AtomicBool::new(false));
     let mut threads = Vec::with_capacity(workers);
     for (core, l) in listeners.into_iter().enumerate() {
         l.set_nonblocking(true)?;
         let factory = Arc::clone(&factory);
-        let limits = Limits::clone(&limits);
+        let limits = limits.clone();
+        let stop = Arc::clone(&stop);
         let thread_name = format!("{name}-{core}");
         let t = std::thread::Builder::new()
             .name(thread_name.clone())
             .spawn(move || {
-                let run = async move {
-                    let svc = Rc::new(factory(core));
-                    svc.start();
-                    let limits = Rc::new(limits);
-                    let listener = match TcpListener::from_std(l) {
-                        Ok(l) => l,
-                        Err(e) => {
-                            crate::warn!("{thread_name}: cannot register listener: {e}");
-                            return;
-                        }
-                    };
-                    loop {
-                        match listener.accept().await {
-                            Ok((stream, peer)) => {
-                                monoio::spawn(conn::serve(
-                                    Rc::clone(&svc),
-                                    stream,
-                                    peer,
-                                    Rc::clone(&limits),
-                                ));
-                            }
-                            Err(e) => {
-                                // Out of descriptors or a transient fault: back off briefly
-                                // rather than spin.
-                                crate::warn!("{thread_name}: accept failed: {e}");
-                                monoio::time::sleep(Duration::from_millis(20)).await;
-                            }
-                        }
-                    }
-                };
+                let run = worker_loop(core, l, limits, stop, factory, thread_name);
                 if let Err(e) = runtime::block_on(driver, run) {
                     crate::warn!("worker runtime failed to start: {e}");
                 }
@@ -158,7 +166,71 @@ where
         addr: bound,
         driver,
         threads,
+        stop,
     })
+}
+
+async fn worker_loop<S, F>(
+    core: usize,
+    l: std::net::TcpListener,
+    limits: Limits,
+    stop: Arc<AtomicBool>,
+    factory: Arc<F>,
+    thread_name: String,
+) where
+    S: Service,
+    F: Fn(usize) -> S,
+{
+    let svc = Rc::new(factory(core));
+    svc.start();
+    let worker = Rc::new(Worker {
+        limits,
+        stop: Arc::clone(&stop),
+        in_flight: Cell::new(0),
+    });
+    let listener = match TcpListener::from_std(l) {
+        Ok(l) => l,
+        Err(e) => {
+            crate::warn!("{thread_name}: cannot register listener: {e}");
+            return;
+        }
+    };
+    // A pending accept is cancelled (not dropped) when shutdown begins, so no connection
+    // the kernel already handed over is lost.
+    let canceller = monoio::io::Canceller::new();
+    let cancel = canceller.handle();
+    let watch = Arc::clone(&stop);
+    monoio::spawn(async move {
+        while !watch.load(Ordering::Acquire) {
+            monoio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let _ = canceller.cancel();
+    });
+    loop {
+        match listener.cancelable_accept(cancel.clone()).await {
+            Ok((stream, peer)) => {
+                monoio::spawn(conn::serve(
+                    Rc::clone(&svc),
+                    stream,
+                    peer,
+                    Rc::clone(&worker),
+                ));
+            }
+            Err(_) if worker.stopping() => break,
+            Err(e) => {
+                // Out of descriptors or a transient fault: back off briefly rather than
+                // spin.
+                crate::warn!("{thread_name}: accept failed: {e}");
+                monoio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    }
+    drop(listener);
+    let deadline = std::time::Instant::now() + DRAIN_TIMEOUT;
+    while worker.in_flight.get() > 0 && std::time::Instant::now() < deadline {
+        monoio::time::sleep(Duration::from_millis(5)).await;
+    }
+    svc.stop();
 }
 
 /// Number of worker threads for `configured` (0 = one per available core).

@@ -14,6 +14,8 @@ use std::net::{SocketAddr, TcpListener};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
+pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
+
 pub const SEED: &str = include_str!("../../policies/envelopes/renewal-review.json");
 
 pub struct TestGateway {
@@ -28,8 +30,15 @@ pub fn start_gateway(edit: impl Fn(String) -> String) -> TestGateway {
     let dir = tempfile::tempdir().unwrap();
     let issuer = SigningKey::generate(Some("test-issuer".into())).unwrap();
     std::fs::write(dir.path().join("jwks.json"), issuer.jwks().to_string()).unwrap();
+    std::fs::write(dir.path().join("admin.token"), ADMIN_TOKEN).unwrap();
     let text = portcullis::config::DEFAULT_TOML
         .replace("listen = \"127.0.0.1:8080\"", "listen = \"127.0.0.1:0\"")
+        .replace("listen = \"127.0.0.1:9090\"", "listen = \"127.0.0.1:0\"")
+        .replace(
+            "token_env = \"PORTCULLIS_ADMIN_TOKEN\"",
+            "token_file = \"admin.token\"",
+        )
+        .replace("dir = \"builtin:temp\"", "dir = \"audit\"")
         .replace("cores = 0", "cores = 2")
         .replace("jwks = \"builtin:demo\"", "jwks = \"jwks.json\"");
     let text = edit(text);
@@ -73,6 +82,31 @@ impl TestGateway {
         )
         .unwrap();
         jws::sign(&claims, &self.issuer)
+    }
+
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.running.admin.as_ref().unwrap().addr
+    }
+
+    /// A request to the admin listener with the admin token.
+    pub fn admin(&self, method: &str, path: &str, body: &[u8]) -> Response {
+        let auth = format!("Bearer {ADMIN_TOKEN}");
+        Client::connect(self.admin_addr())
+            .unwrap()
+            .request(method, path, &[("Authorization", &auth)], body)
+            .unwrap()
+    }
+
+    /// Audit lines written so far, parsed (waits for the cores and the writer to flush).
+    pub fn audit_lines(&self) -> Vec<Value> {
+        std::thread::sleep(std::time::Duration::from_millis(80));
+        let mut out = Vec::new();
+        for f in portcullis::audit::verify::segments_in(&self.running.audit_dir).unwrap() {
+            for l in std::fs::read_to_string(f).unwrap().lines() {
+                out.push(serde_json::from_str(l).unwrap());
+            }
+        }
+        out
     }
 
     pub fn credential(&self, name: &str) -> String {
