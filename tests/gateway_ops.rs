@@ -1,0 +1,500 @@
+//! Running Portcullis in production: the admin API and its token, revocation that reaches
+//! every descendant on every core, an audit trail with exactly one line per decision that
+//! verifies and exposes tampering, the full-queue policy, and graceful shutdown.
+
+mod common;
+
+use common::*;
+use portcullis::demo::client::Client;
+use serde_json::{Value, json};
+use std::time::Duration;
+
+fn delegate(gw: &TestGateway, parent: &str, body: Value) -> portcullis::demo::client::Response {
+    let auth = format!("Bearer {parent}");
+    gw.client()
+        .request(
+            "POST",
+            "/v1/delegate",
+            &[
+                ("Authorization", &auth),
+                ("Content-Type", "application/json"),
+            ],
+            body.to_string().as_bytes(),
+        )
+        .unwrap()
+}
+
+#[test]
+fn admin_api_requires_its_token() {
+    let gw = start_gateway(|t| t);
+    let mut c = Client::connect(gw.admin_addr()).unwrap();
+    let r = c.request("GET", "/admin/bundle", &[], b"").unwrap();
+    assert_eq!(r.status, 401);
+    let r = c
+        .request(
+            "GET",
+            "/metrics",
+            &[("Authorization", "Bearer wrong-token-0123456789")],
+            b"",
+        )
+        .unwrap();
+    assert_eq!(r.status, 403);
+    let r = c
+        .request(
+            "POST",
+            "/admin/revoke",
+            &[("Authorization", "Bearer ")],
+            b"{\"jti\":\"x\"}",
+        )
+        .unwrap();
+    assert!(r.status == 401 || r.status == 403);
+    assert!(
+        gw.running.shared.revocations.load().jtis.is_empty(),
+        "nothing was revoked"
+    );
+    // Probes are open.
+    assert_eq!(c.request("GET", "/healthz", &[], b"").unwrap().status, 200);
+    assert_eq!(c.request("GET", "/readyz", &[], b"").unwrap().status, 200);
+    let r = gw.admin("GET", "/admin/bundle", b"");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(r.json()["version"].as_str().is_some());
+}
+
+#[test]
+fn a_corrupted_bundle_is_refused_and_the_old_one_keeps_serving() {
+    let gw = start_gateway(|t| t);
+    let before = gw.admin("GET", "/admin/bundle", b"").json();
+    let mut bytes = portcullis::gateway::boot::EXAMPLE_BUNDLE.to_vec();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x5a;
+    for bad in [
+        bytes.clone(),
+        bytes[..bytes.len() / 3].to_vec(),
+        b"not a bundle".to_vec(),
+    ] {
+        let r = gw.admin("PUT", "/admin/bundle", &bad);
+        assert_eq!(r.status, 422, "{}", r.text());
+        assert_eq!(r.json()["reason"], "bundle_rejected");
+    }
+    assert_eq!(
+        gw.admin("GET", "/admin/bundle", b"").json()["digest"],
+        before["digest"]
+    );
+    let t = gw.envelope(|_| {});
+    assert_eq!(
+        call(
+            &mut gw.client(),
+            &t,
+            "contracts.read",
+            r#"{"contract_id":"contract_7781"}"#
+        )
+        .status,
+        200
+    );
+    // A good push is accepted.
+    let r = gw.admin(
+        "PUT",
+        "/admin/bundle",
+        portcullis::gateway::boot::EXAMPLE_BUNDLE,
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["swaps"], 1);
+}
+
+#[test]
+fn revoking_a_parent_denies_its_descendants_on_every_core() {
+    let gw = start_gateway(|t| t);
+    let parent = gw.envelope(|_| {});
+    let r = delegate(
+        &gw,
+        &parent,
+        json!({"agent_id": "clause-classifier", "agent_kind": "classifier",
+        "allowed_tools": ["contracts.read"], "resource_constraints": {"contract_ids": ["contract_7781"]}}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let child = r.json()["envelope"].as_str().unwrap().to_owned();
+    let r = delegate(
+        &gw,
+        &child,
+        json!({"agent_id": "grandchild", "agent_kind": "classifier"}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let grandchild = r.json()["envelope"].as_str().unwrap().to_owned();
+    let args = r#"{"contract_id":"contract_7781"}"#;
+    // Warm every core's verified-envelope cache with all three (many connections).
+    for _ in 0..8 {
+        for t in [&parent, &child, &grandchild] {
+            assert_eq!(
+                call(&mut gw.client(), t, "contracts.read", args).status,
+                200
+            );
+        }
+    }
+    let jti = portcullis::envelope::jws::decode(&parent).unwrap().payload["jti"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let r = gw.admin(
+        "POST",
+        "/admin/revoke",
+        json!({"jti": jti}).to_string().as_bytes(),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    for _ in 0..8 {
+        for t in [&parent, &child, &grandchild] {
+            let r = call(&mut gw.client(), t, "contracts.read", args);
+            assert_eq!((r.status, reason(&r)), (401, "revoked".to_string()));
+        }
+    }
+    let list = gw.admin("GET", "/admin/revocations", b"").json();
+    assert_eq!(list["jtis"][0], jti);
+    // Revoking by task covers every envelope of the task.
+    let other = gw.envelope(|v| v["task_id"] = "task_other".into());
+    assert_eq!(
+        call(&mut gw.client(), &other, "contracts.read", args).status,
+        200
+    );
+    gw.admin("POST", "/admin/revoke", br#"{"task_id":"task_other"}"#);
+    assert_eq!(
+        reason(&call(&mut gw.client(), &other, "contracts.read", args)),
+        "revoked"
+    );
+}
+
+#[test]
+fn sub_agents_never_get_more_than_their_parent() {
+    let gw = start_gateway(|t| t);
+    let parent = gw.envelope(|_| {});
+    let cases = [
+        (
+            json!({"allowed_tools": ["contracts.read", "billing.update"]}),
+            "allowed_tools",
+        ),
+        (
+            json!({"resource_constraints": {"contract_ids": ["contract_7781", "contract_5555"]}}),
+            "contract_ids",
+        ),
+        (
+            json!({"resource_constraints": {"max_records": 26}}),
+            "max_records",
+        ),
+        (
+            json!({"resource_constraints": {"data_classes": ["billing_terms"]}}),
+            "data_classes",
+        ),
+        (
+            json!({"resource_constraints": {"invoice_ids": ["inv_1"]}}),
+            "invoice_ids",
+        ),
+    ];
+    for (extra, field) in cases {
+        let mut body = json!({"agent_id": "sub", "agent_kind": "classifier"});
+        body.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        let r = delegate(&gw, &parent, body);
+        assert_eq!(r.status, 403, "{field}: {}", r.text());
+        assert_eq!(reason(&r), "delegation_widening");
+        assert!(r.text().contains(field), "{}", r.text());
+    }
+    // A narrower child: only contracts.read on one contract, expiring no later than the
+    // parent, one level deeper.
+    let r = delegate(
+        &gw,
+        &parent,
+        json!({"agent_id": "sub", "agent_kind": "classifier", "ttl": "100h",
+        "allowed_tools": ["contracts.read"], "resource_constraints": {"contract_ids": ["contract_7781"], "max_records": 5}}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let c = &r.json()["claims"];
+    let p = portcullis::envelope::jws::decode(&parent).unwrap().payload;
+    assert_eq!(c["delegation_depth"], 1);
+    assert_eq!(c["delegation_chain"][0], p["jti"]);
+    assert!(
+        c["exp"].as_i64().unwrap() <= p["exp"].as_i64().unwrap(),
+        "never outlives the parent"
+    );
+    assert_eq!(c["delegator_id"], p["delegator_id"]);
+    let child = r.json()["envelope"].as_str().unwrap().to_owned();
+    let r = call(
+        &mut gw.client(),
+        &child,
+        "crm.read",
+        r#"{"customer_id":"cust_acme_1042"}"#,
+    );
+    assert_eq!(
+        (r.status, reason(&r)),
+        (403, "tool_not_in_envelope".to_string())
+    );
+    // Depth is capped (max_depth 4 in the default configuration).
+    let mut t = child;
+    for depth in 2..=4 {
+        let r = delegate(
+            &gw,
+            &t,
+            json!({"agent_id": format!("d{depth}"), "agent_kind": "classifier"}),
+        );
+        assert_eq!(r.status, 200, "depth {depth}: {}", r.text());
+        t = r.json()["envelope"].as_str().unwrap().to_owned();
+    }
+    let r = delegate(
+        &gw,
+        &t,
+        json!({"agent_id": "d5", "agent_kind": "classifier"}),
+    );
+    assert_eq!(
+        (r.status, reason(&r)),
+        (403, "delegation_depth".to_string())
+    );
+}
+
+#[test]
+fn every_call_gets_exactly_one_audit_line_and_the_trail_verifies() {
+    let gw = start_gateway(|t| t);
+    let t = gw.envelope(|_| {});
+    let mut c = gw.client();
+    let mut ids = Vec::new();
+    for (tool, args) in [
+        ("contracts.read", r#"{"contract_id":"contract_7781"}"#),
+        ("crm.read", r#"{"customer_id":"cust_globex_2001"}"#),
+        (
+            "crm.read",
+            r#"{"customer_id":"cust_acme_1042","echo":true}"#,
+        ),
+        ("billing.update", r#"{"customer_id":"cust_acme_1042"}"#),
+        ("nope.tool", "{}"),
+    ] {
+        let r = call(&mut c, &t, tool, args);
+        ids.push(r.header("X-Portcullis-Decision-Id").unwrap().to_owned());
+    }
+    let r = call(&mut c, "not-a-token", "crm.read", "{}");
+    ids.push(r.json()["decision_id"].as_str().unwrap().to_owned());
+    let lines = gw.audit_lines();
+    for id in &ids {
+        let n = lines
+            .iter()
+            .filter(|l| l["decision_id"] == id.as_str())
+            .count();
+        assert_eq!(n, 1, "decision {id} has exactly one line");
+    }
+    let allowed = lines
+        .iter()
+        .find(|l| l["decision_id"] == ids[0].as_str())
+        .unwrap();
+    assert_eq!(allowed["decision"], "allow");
+    assert_eq!(allowed["delegator"], "user_7f3a91");
+    assert_eq!(allowed["tenant"], "tenant_acme");
+    assert_eq!(
+        allowed["purpose"],
+        "review_customer_contract_for_renewal_risk"
+    );
+    assert_eq!(allowed["resource"], "contract_7781");
+    assert_eq!(allowed["upstream_status"], 200);
+    assert!(
+        allowed["bundle_version"]
+            .as_str()
+            .is_some_and(|v| !v.is_empty())
+    );
+    let denied = lines
+        .iter()
+        .find(|l| l["decision_id"] == ids[1].as_str())
+        .unwrap();
+    assert_eq!(
+        (denied["decision"].as_str(), denied["reason"].as_str()),
+        (Some("deny"), Some("resource_out_of_scope"))
+    );
+    // No secret reaches the trail: not the vaulted credential (even the one the backend
+    // echoed), not the envelope or its signature.
+    let text: String = portcullis::audit::verify::segments_in(&gw.running.audit_dir)
+        .unwrap()
+        .iter()
+        .map(|f| std::fs::read_to_string(f).unwrap())
+        .collect();
+    assert!(!text.contains(&gw.credential("records_api")));
+    assert!(!text.contains(t.rsplit('.').next().unwrap()));
+    assert!(!text.contains(&t[..50]));
+    let files = portcullis::audit::verify::segments_in(&gw.running.audit_dir).unwrap();
+    assert!(portcullis::audit::verify::verify_files(&files, None).is_ok());
+}
+
+fn sealed_trail() -> (
+    tempfile::TempDir,
+    Vec<std::path::PathBuf>,
+    portcullis::envelope::TrustedKeys,
+) {
+    let gw = start_gateway(|t| t);
+    let t = gw.envelope(|_| {});
+    let mut c = gw.client();
+    for _ in 0..10 {
+        call(
+            &mut c,
+            &t,
+            "contracts.read",
+            r#"{"contract_id":"contract_7781"}"#,
+        );
+    }
+    let dir = gw.running.audit_dir.clone();
+    let TestGateway {
+        running, dir: keep, ..
+    } = gw;
+    running.shutdown();
+    let keys = portcullis::envelope::TrustedKeys::from_jwks(
+        &std::fs::read_to_string(dir.join("audit-key.jwks.json")).unwrap(),
+    )
+    .unwrap();
+    (
+        keep,
+        portcullis::audit::verify::segments_in(&dir).unwrap(),
+        keys,
+    )
+}
+
+fn rewrite(file: &std::path::Path, f: impl Fn(&mut Vec<String>)) {
+    let mut lines: Vec<String> = std::fs::read_to_string(file)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    f(&mut lines);
+    std::fs::write(file, lines.join("\n") + "\n").unwrap();
+}
+
+#[test]
+fn audit_verify_names_the_line_of_an_edit_a_deletion_or_a_reordering() {
+    let bin = env!("CARGO_BIN_EXE_portcullis");
+    let verify = |files: &[std::path::PathBuf], jwks: &std::path::Path| {
+        let out = std::process::Command::new(bin)
+            .args(["audit", "verify", "--jwks", jwks.to_str().unwrap()])
+            .args(files)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned()
+                + &String::from_utf8_lossy(&out.stderr),
+        )
+    };
+    let (dir, files, _) = sealed_trail();
+    let jwks = dir.path().join("audit").join("audit-key.jwks.json");
+    let (ok, text) = verify(&files, &jwks);
+    assert!(ok, "{text}");
+    assert!(text.contains("1 signature(s) verified"), "{text}");
+    let f = files[0].clone();
+    let pristine = std::fs::read_to_string(&f).unwrap();
+
+    rewrite(&f, |l| {
+        l[3] = l[3].replace("\"decision\":\"allow\"", "\"decision\":\"deny\"")
+    });
+    let (ok, text) = verify(&files, &jwks);
+    assert!(!ok && text.contains(":4: "), "edit names line 4: {text}");
+
+    std::fs::write(&f, &pristine).unwrap();
+    rewrite(&f, |l| {
+        l.remove(5);
+    });
+    let (ok, text) = verify(&files, &jwks);
+    assert!(
+        !ok && text.contains(":6: "),
+        "deletion shows at line 6: {text}"
+    );
+
+    std::fs::write(&f, &pristine).unwrap();
+    rewrite(&f, |l| l.swap(2, 7));
+    let (ok, text) = verify(&files, &jwks);
+    assert!(
+        !ok && text.contains(":3: "),
+        "reordering shows at line 3: {text}"
+    );
+
+    // Cutting the tail (checkpoint included) leaves an unsealed segment, reported as such.
+    std::fs::write(&f, &pristine).unwrap();
+    rewrite(&f, |l| l.truncate(4));
+    let (ok, text) = verify(&files, &jwks);
+    assert!(ok && text.contains("follow the last checkpoint"), "{text}");
+}
+
+#[cfg(unix)]
+fn stalled_audit_gateway(on_full: &str) -> TestGateway {
+    // Segment 2 is a FIFO nobody reads: the writer blocks opening it, so the queue fills.
+    let gw_dir_hook = |t: String| {
+        t.replace("queue_batches = 1024", "queue_batches = 1")
+            .replace("on_full = \"deny\"", &format!("on_full = \"{on_full}\""))
+            .replace("dir = \"audit\"", "dir = \"stalled-audit\"")
+    };
+    // The directory must exist with the FIFO before the gateway starts: prepare it in a
+    // temp dir and point the config at its absolute path.
+    let stalled = tempfile::tempdir().unwrap().keep();
+    std::fs::write(stalled.join("portcullis-audit-000001.jsonl"), "").unwrap();
+    let fifo = stalled.join("portcullis-audit-000002.jsonl");
+    assert!(
+        std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let path = stalled.to_str().unwrap().to_owned();
+    start_gateway(move |t| {
+        gw_dir_hook(t).replace("dir = \"stalled-audit\"", &format!("dir = \"{path}\""))
+    })
+}
+
+#[cfg(unix)]
+#[test]
+fn a_full_audit_queue_fails_closed_when_configured_to() {
+    let gw = stalled_audit_gateway("deny");
+    let t = gw.envelope(|_| {});
+    let mut c = gw.client();
+    let mut refused = 0;
+    for _ in 0..40 {
+        let r = call(
+            &mut c,
+            &t,
+            "contracts.read",
+            r#"{"contract_id":"contract_7781"}"#,
+        );
+        if r.status == 503 {
+            assert_eq!(reason(&r), "audit_unavailable");
+            refused += 1;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(refused > 0, "the gateway refused calls it could not audit");
+}
+
+#[cfg(unix)]
+#[test]
+fn a_full_audit_queue_drops_and_counts_when_configured_to() {
+    let gw = stalled_audit_gateway("drop");
+    let t = gw.envelope(|_| {});
+    let mut c = gw.client();
+    for _ in 0..40 {
+        let r = call(
+            &mut c,
+            &t,
+            "contracts.read",
+            r#"{"contract_id":"contract_7781"}"#,
+        );
+        assert_eq!(r.status, 200, "{}", r.text());
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let m = gw.admin("GET", "/metrics", b"").text();
+    let dropped: u64 = m
+        .lines()
+        .find_map(|l| l.strip_prefix("portcullis_audit_dropped_total "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(dropped > 0, "{m}");
+}
+
+#[test]
+fn shutdown_finishes_in_flight_calls_and_seals_the_trail() {
+    let (dir, files, keys) = sealed_trail();
+    let r = portcullis::audit::verify::verify_files(&files, Some(&keys)).unwrap();
+    assert_eq!(r.checkpoints, 1);
+    assert_eq!(r.signatures_checked, 1);
+    assert_eq!(r.unsealed_tail, 0);
+    assert_eq!(r.lines, 11);
+    drop(dir);
+}
