@@ -54,10 +54,7 @@ fn resume(dir: &Path) -> std::io::Result<(u64, Chain)> {
     }
     let text = std::fs::read(segment_path(dir, last))?;
     let mut chain = Chain::default();
-    if let Some(line) = text
-        .split(|b| *b == b'\n')
-        .filter(|l| !l.is_empty())
-        .next_back()
+    if let Some(line) = text.split(|b| *b == b'\n').rfind(|l| !l.is_empty())
         && let Ok(v) = serde_json::from_slice::<serde_json::Value>(line)
         && let (Some(seq), Some(hash)) = (v["seq"].as_u64(), v["hash"].as_str())
     {

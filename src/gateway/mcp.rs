@@ -470,7 +470,7 @@ async fn answer(
     modern: bool,
     now: i64,
 ) -> Disposition {
-    let did = did.clone();
+    let did = *did;
     match plan {
         Plan::Accepted => {
             full_response(&mut io.wbuf, 202, "application/json", &[], b"", false);
@@ -547,7 +547,7 @@ async fn answer(
             rpc_reply(io, 200, &body, session.as_deref());
             Disposition::KeepAlive
         }
-        Plan::ToolsList { id } => tools_list(gw, &active, &claims, id, modern, io).await,
+        Plan::ToolsList { id } => tools_list(gw, active, claims, id, modern, io).await,
         Plan::CallMcp { .. } | Plan::CallHttp { .. } => Disposition::KeepAlive,
     }
 }
@@ -956,6 +956,7 @@ async fn call_mcp(
 /// Calls a plain HTTP tool for an MCP client and wraps the answer as a `CallToolResult`:
 /// the body as text content, as `structuredContent` too when it is a JSON object, and
 /// `isError` for a non-2xx status.
+#[allow(clippy::too_many_arguments)]
 async fn call_http(
     gw: &Gateway,
     active: &Active,

@@ -383,7 +383,7 @@ impl Service for Gateway {
                 let Some(gw) = weak.upgrade() else { return };
                 gw.audit.borrow_mut().flush();
                 tick += 1;
-                if tick % PUBLISH_EVERY == 0 {
+                if tick.is_multiple_of(PUBLISH_EVERY) {
                     gw.publish();
                 }
             }

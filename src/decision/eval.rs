@@ -1,0 +1,615 @@
+//! The evaluator: decides a request against a loaded bundle exactly as Cedar's authorizer
+//! would. Candidate policies come from the action index; each policy's conditions are
+//! evaluated in order over borrowed values (no copies of strings, sets or records); a
+//! policy whose condition errors is skipped, as Cedar specifies; `forbid` overrides
+//! `permit`; default deny. The only allocation is for set and record literals built from
+//! non-constant parts, and it comes from the scratch arena, reset per decision.
+
+use super::bundle::Bundle;
+use super::context::{CtxValue, EntityUid, OwnedValue, Request};
+use super::ir::{BinOp, ConstValue, EntityIdx, Expr, ExprId, PatElem, StrId, ValueId, Var};
+use bumpalo::Bump;
+
+/// Reused per-core state for decisions: the arena for built values and the lists of
+/// determining and erroring policies.
+#[derive(Default)]
+pub struct Scratch {
+    bump: Bump,
+    determining: Vec<PolicyRef>,
+    errored: Vec<PolicyRef>,
+    /// Evaluate every candidate policy, even after a `forbid` has decided, so `errored`
+    /// is complete (the CLI and the differential tests want it; the gateway does not).
+    pub collect_all_errors: bool,
+}
+
+impl Scratch {
+    /// Policies that determined the last decision: the satisfied `forbid`s of a denial,
+    /// or the satisfied `permit`s of an allow (empty for a default deny).
+    pub fn determining(&self) -> &[PolicyRef] {
+        &self.determining
+    }
+
+    /// Policies skipped because a condition errored.
+    pub fn errored(&self) -> &[PolicyRef] {
+        &self.errored
+    }
+}
+
+/// A policy, by index in the bundle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PolicyRef(pub u32);
+
+/// The outcome of a decision; the policies are in the scratch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Decision {
+    pub allow: bool,
+    pub errored: u32,
+}
+
+/// Why an expression has no value. Cedar distinguishes many kinds; a policy is skipped
+/// for any of them, so one marker suffices.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EvalError;
+
+type R<T> = Result<T, EvalError>;
+
+#[derive(Debug, Clone, Copy)]
+enum Ent<'a> {
+    /// In the bundle's entity table (which also holds entities only policies name).
+    Known(EntityIdx),
+    /// Nowhere in the bundle: no attributes, no ancestors.
+    Foreign(&'a str, &'a str),
+}
+
+#[derive(Clone, Copy)]
+enum SetV<'a> {
+    Pool(&'a [ValueId]),
+    Strs(&'a [String]),
+    Owned(&'a [OwnedValue]),
+    Dyn(&'a [Val<'a>]),
+}
+
+#[derive(Clone, Copy)]
+enum RecV<'a> {
+    Pool(&'a [(StrId, ValueId)]),
+    Ctx(&'a [(&'a str, CtxValue<'a>)]),
+    Owned(&'a [(String, OwnedValue)]),
+    Dyn(&'a [(&'a str, Val<'a>)]),
+}
+
+#[derive(Clone, Copy)]
+enum Val<'a> {
+    Bool(bool),
+    Long(i64),
+    Str(&'a str),
+    Ent(Ent<'a>),
+    Set(SetV<'a>),
+    Rec(RecV<'a>),
+}
+
+/// Everything one decision reads.
+struct Env<'a> {
+    b: &'a Bundle,
+    principal: Ent<'a>,
+    action: Ent<'a>,
+    resource: Ent<'a>,
+    context: &'a [(&'a str, CtxValue<'a>)],
+    bump: &'a Bump,
+}
+
+impl Bundle {
+    fn resolve<'a>(&self, uid: EntityUid<'a>) -> Ent<'a> {
+        match self.lookup_entity(uid.ty, uid.id) {
+            Some(i) => Ent::Known(i),
+            None => Ent::Foreign(uid.ty, uid.id),
+        }
+    }
+
+    /// Decides `req`. Allocation-free once `scratch` is warm, unless a policy builds a
+    /// set or record from non-constant parts (then from the scratch arena).
+    pub fn decide(&self, req: &Request<'_>, scratch: &mut Scratch) -> Decision {
+        scratch.bump.reset();
+        scratch.determining.clear();
+        scratch.errored.clear();
+        let env = Env {
+            b: self,
+            principal: self.resolve(req.principal),
+            action: self.resolve(req.action),
+            resource: self.resolve(req.resource),
+            context: req.context.attrs,
+            bump: &scratch.bump,
+        };
+        let (forbids, permits) = match env.action {
+            Ent::Known(i) => self.candidates(i),
+            Ent::Foreign(..) => (&self.any_forbids[..], &self.any_permits[..]),
+        };
+        for &p in forbids {
+            match env.satisfied(p) {
+                Ok(true) => scratch.determining.push(PolicyRef(p)),
+                Ok(false) => {}
+                Err(_) => scratch.errored.push(PolicyRef(p)),
+            }
+        }
+        let denied = !scratch.determining.is_empty();
+        if !denied || scratch.collect_all_errors {
+            for &p in permits {
+                match env.satisfied(p) {
+                    Ok(true) if !denied => scratch.determining.push(PolicyRef(p)),
+                    Ok(_) => {}
+                    Err(_) => scratch.errored.push(PolicyRef(p)),
+                }
+            }
+        }
+        let allow = !denied && !scratch.determining.is_empty();
+        Decision {
+            allow,
+            errored: scratch.errored.len() as u32,
+        }
+    }
+}
+
+impl<'a> Env<'a> {
+    fn satisfied(&self, p: u32) -> R<bool> {
+        let policy = &self.b.data.policies[p as usize];
+        for &c in &policy.conditions {
+            match self.eval(c)? {
+                Val::Bool(true) => {}
+                Val::Bool(false) => return Ok(false),
+                _ => return Err(EvalError),
+            }
+        }
+        Ok(true)
+    }
+
+    fn str(&self, id: StrId) -> &'a str {
+        &self.b.data.strings[id as usize]
+    }
+
+    fn pool(&self, v: ValueId) -> Val<'a> {
+        match &self.b.data.values[v as usize] {
+            ConstValue::Bool(b) => Val::Bool(*b),
+            ConstValue::Long(n) => Val::Long(*n),
+            ConstValue::Str(s) => Val::Str(self.str(*s)),
+            ConstValue::Entity(e) => Val::Ent(Ent::Known(*e)),
+            ConstValue::Set(items) => Val::Set(SetV::Pool(items)),
+            ConstValue::Record(fields) => Val::Rec(RecV::Pool(fields)),
+        }
+    }
+
+    fn owned(&self, v: &'a OwnedValue) -> Val<'a> {
+        match v {
+            OwnedValue::Bool(b) => Val::Bool(*b),
+            OwnedValue::Long(n) => Val::Long(*n),
+            OwnedValue::Str(s) => Val::Str(s),
+            OwnedValue::Entity { ty, id } => Val::Ent(self.b.resolve(EntityUid { ty, id })),
+            OwnedValue::Set(items) => Val::Set(SetV::Owned(items)),
+            OwnedValue::Record(fields) => Val::Rec(RecV::Owned(fields)),
+        }
+    }
+
+    fn ctx(&self, v: &CtxValue<'a>) -> Val<'a> {
+        match *v {
+            CtxValue::Bool(b) => Val::Bool(b),
+            CtxValue::Long(n) => Val::Long(n),
+            CtxValue::Str(s) => Val::Str(s),
+            CtxValue::StrSet(s) => Val::Set(SetV::Strs(s)),
+            CtxValue::Entity(uid) => Val::Ent(self.b.resolve(uid)),
+            CtxValue::Value(v) => self.owned(v),
+        }
+    }
+
+    /// Visits the elements of a set until `f` returns `true`; returns whether it did.
+    fn set_any(&self, s: SetV<'a>, mut f: impl FnMut(Val<'a>) -> bool) -> bool {
+        match s {
+            SetV::Pool(items) => items.iter().any(|v| f(self.pool(*v))),
+            SetV::Strs(items) => items.iter().any(|v| f(Val::Str(v))),
+            SetV::Owned(items) => items.iter().any(|v| f(self.owned(v))),
+            SetV::Dyn(items) => items.iter().any(|v| f(*v)),
+        }
+    }
+
+    fn set_len_is_zero(&self, s: SetV<'a>) -> bool {
+        match s {
+            SetV::Pool(i) => i.is_empty(),
+            SetV::Strs(i) => i.is_empty(),
+            SetV::Owned(i) => i.is_empty(),
+            SetV::Dyn(i) => i.is_empty(),
+        }
+    }
+
+    fn set_contains(&self, s: SetV<'a>, x: Val<'a>) -> bool {
+        self.set_any(s, |v| self.eq(v, x))
+    }
+
+    /// `a` contains every element of `b`.
+    fn set_superset(&self, a: SetV<'a>, b: SetV<'a>) -> bool {
+        !self.set_any(b, |v| !self.set_contains(a, v))
+    }
+
+    fn rec_len(&self, r: RecV<'a>) -> usize {
+        match r {
+            RecV::Pool(f) => f.len(),
+            RecV::Ctx(f) => f.len(),
+            RecV::Owned(f) => f.len(),
+            RecV::Dyn(f) => f.len(),
+        }
+    }
+
+    /// A record field by name; `id` is the name's interned id when the caller has it
+    /// (pool records are keyed by id, sorted).
+    fn rec_get(&self, r: RecV<'a>, name: &str, id: Option<StrId>) -> Option<Val<'a>> {
+        match r {
+            RecV::Pool(fields) => {
+                let id = match id {
+                    Some(i) => i,
+                    None => self.b.string_id(name)?,
+                };
+                fields
+                    .binary_search_by_key(&id, |(k, _)| *k)
+                    .ok()
+                    .map(|i| self.pool(fields[i].1))
+            }
+            RecV::Ctx(fields) => fields
+                .iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| self.ctx(v)),
+            RecV::Owned(fields) => fields
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| self.owned(v)),
+            RecV::Dyn(fields) => fields.iter().find(|(k, _)| *k == name).map(|(_, v)| *v),
+        }
+    }
+
+    /// Visits record fields until `f` returns `true`.
+    fn rec_any(&self, r: RecV<'a>, mut f: impl FnMut(&str, Val<'a>) -> bool) -> bool {
+        match r {
+            RecV::Pool(fields) => fields.iter().any(|(k, v)| f(self.str(*k), self.pool(*v))),
+            RecV::Ctx(fields) => fields.iter().any(|(k, v)| f(k, self.ctx(v))),
+            RecV::Owned(fields) => fields.iter().any(|(k, v)| f(k, self.owned(v))),
+            RecV::Dyn(fields) => fields.iter().any(|(k, v)| f(k, *v)),
+        }
+    }
+
+    fn ent_eq(&self, a: Ent<'a>, b: Ent<'a>) -> bool {
+        match (a, b) {
+            (Ent::Known(x), Ent::Known(y)) => x == y,
+            (Ent::Foreign(t1, i1), Ent::Foreign(t2, i2)) => t1 == t2 && i1 == i2,
+            _ => false,
+        }
+    }
+
+    /// Cedar's `==`: structural, never an error; values of different types are unequal.
+    fn eq(&self, a: Val<'a>, b: Val<'a>) -> bool {
+        match (a, b) {
+            (Val::Bool(x), Val::Bool(y)) => x == y,
+            (Val::Long(x), Val::Long(y)) => x == y,
+            (Val::Str(x), Val::Str(y)) => x == y,
+            (Val::Ent(x), Val::Ent(y)) => self.ent_eq(x, y),
+            (Val::Set(x), Val::Set(y)) => self.set_superset(x, y) && self.set_superset(y, x),
+            (Val::Rec(x), Val::Rec(y)) => {
+                // Distinct keys: equal sizes plus every key of `x` present with an equal
+                // value means the key sets are the same.
+                self.rec_len(x) == self.rec_len(y)
+                    && !self.rec_any(x, |k, v| {
+                        !self.rec_get(y, k, None).is_some_and(|w| self.eq(v, w))
+                    })
+            }
+            _ => false,
+        }
+    }
+
+    /// `a in b` for one entity `b`: equal, or `b` is an ancestor of `a`.
+    fn in_one(&self, a: Ent<'a>, b: Ent<'a>) -> bool {
+        match (a, b) {
+            (Ent::Known(x), Ent::Known(y)) => x == y || self.b.is_ancestor(x, y),
+            _ => self.ent_eq(a, b),
+        }
+    }
+
+    fn eval(&self, e: ExprId) -> R<Val<'a>> {
+        let b = self.b;
+        Ok(match &b.data.exprs[e as usize] {
+            Expr::Lit(v) => self.pool(*v),
+            Expr::Var(Var::Principal) => Val::Ent(self.principal),
+            Expr::Var(Var::Action) => Val::Ent(self.action),
+            Expr::Var(Var::Resource) => Val::Ent(self.resource),
+            Expr::Var(Var::Context) => Val::Rec(RecV::Ctx(self.context)),
+            Expr::Not(x) => match self.eval(*x)? {
+                Val::Bool(v) => Val::Bool(!v),
+                _ => return Err(EvalError),
+            },
+            Expr::Neg(x) => match self.eval(*x)? {
+                Val::Long(v) => Val::Long(v.checked_neg().ok_or(EvalError)?),
+                _ => return Err(EvalError),
+            },
+            Expr::IsEmpty(x) => match self.eval(*x)? {
+                Val::Set(s) => Val::Bool(self.set_len_is_zero(s)),
+                _ => return Err(EvalError),
+            },
+            Expr::And(l, r) => match self.eval(*l)? {
+                Val::Bool(false) => Val::Bool(false),
+                Val::Bool(true) => match self.eval(*r)? {
+                    Val::Bool(v) => Val::Bool(v),
+                    _ => return Err(EvalError),
+                },
+                _ => return Err(EvalError),
+            },
+            Expr::Or(l, r) => match self.eval(*l)? {
+                Val::Bool(true) => Val::Bool(true),
+                Val::Bool(false) => match self.eval(*r)? {
+                    Val::Bool(v) => Val::Bool(v),
+                    _ => return Err(EvalError),
+                },
+                _ => return Err(EvalError),
+            },
+            Expr::If(c, t, f) => match self.eval(*c)? {
+                Val::Bool(true) => self.eval(*t)?,
+                Val::Bool(false) => self.eval(*f)?,
+                _ => return Err(EvalError),
+            },
+            Expr::Bin(op, l, r) => {
+                // Cedar evaluates both operands before applying the operator.
+                let (x, y) = (self.eval(*l)?, self.eval(*r)?);
+                self.binary(*op, x, y)?
+            }
+            Expr::GetAttr(x, attr) => match self.eval(*x)? {
+                Val::Rec(r) => self
+                    .rec_get(r, self.str(*attr), Some(*attr))
+                    .ok_or(EvalError)?,
+                Val::Ent(Ent::Known(i)) => {
+                    let ent = &b.data.entities[i as usize];
+                    if !ent.exists {
+                        return Err(EvalError);
+                    }
+                    let k = ent
+                        .attrs
+                        .binary_search_by_key(attr, |(k, _)| *k)
+                        .map_err(|_| EvalError)?;
+                    self.pool(ent.attrs[k].1)
+                }
+                _ => return Err(EvalError),
+            },
+            Expr::HasAttr(x, attr) => match self.eval(*x)? {
+                Val::Rec(r) => Val::Bool(self.rec_get(r, self.str(*attr), Some(*attr)).is_some()),
+                Val::Ent(Ent::Known(i)) => {
+                    let ent = &b.data.entities[i as usize];
+                    Val::Bool(
+                        ent.exists && ent.attrs.binary_search_by_key(attr, |(k, _)| *k).is_ok(),
+                    )
+                }
+                Val::Ent(Ent::Foreign(..)) => Val::Bool(false),
+                _ => return Err(EvalError),
+            },
+            Expr::Like(x, pattern) => match self.eval(*x)? {
+                Val::Str(s) => Val::Bool(wildcard_match(s, pattern)),
+                _ => return Err(EvalError),
+            },
+            Expr::Is(x, ty) => match self.eval(*x)? {
+                Val::Ent(Ent::Known(i)) => Val::Bool(b.data.entities[i as usize].ty == *ty),
+                Val::Ent(Ent::Foreign(t, _)) => Val::Bool(t == b.data.types[*ty as usize]),
+                _ => return Err(EvalError),
+            },
+            Expr::Set(items) => {
+                let mut out = bumpalo::collections::Vec::with_capacity_in(items.len(), self.bump);
+                for i in items {
+                    out.push(self.eval(*i)?);
+                }
+                Val::Set(SetV::Dyn(out.into_bump_slice()))
+            }
+            Expr::Record(fields) => {
+                let mut out = bumpalo::collections::Vec::with_capacity_in(fields.len(), self.bump);
+                for (k, v) in fields {
+                    out.push((self.str(*k), self.eval(*v)?));
+                }
+                Val::Rec(RecV::Dyn(out.into_bump_slice()))
+            }
+        })
+    }
+
+    fn binary(&self, op: BinOp, x: Val<'a>, y: Val<'a>) -> R<Val<'a>> {
+        Ok(match op {
+            BinOp::Eq => Val::Bool(self.eq(x, y)),
+            BinOp::Less | BinOp::LessEq | BinOp::Add | BinOp::Sub | BinOp::Mul => {
+                let (Val::Long(a), Val::Long(b)) = (x, y) else {
+                    return Err(EvalError);
+                };
+                match op {
+                    BinOp::Less => Val::Bool(a < b),
+                    BinOp::LessEq => Val::Bool(a <= b),
+                    BinOp::Add => Val::Long(a.checked_add(b).ok_or(EvalError)?),
+                    BinOp::Sub => Val::Long(a.checked_sub(b).ok_or(EvalError)?),
+                    _ => Val::Long(a.checked_mul(b).ok_or(EvalError)?),
+                }
+            }
+            BinOp::In => {
+                let Val::Ent(a) = x else {
+                    return Err(EvalError);
+                };
+                match y {
+                    Val::Ent(b) => Val::Bool(self.in_one(a, b)),
+                    Val::Set(s) => {
+                        // Every element must be an entity, or the whole `in` is an error.
+                        if self.set_any(s, |v| !matches!(v, Val::Ent(_))) {
+                            return Err(EvalError);
+                        }
+                        Val::Bool(self.set_any(s, |v| match v {
+                            Val::Ent(b) => self.in_one(a, b),
+                            _ => false,
+                        }))
+                    }
+                    _ => return Err(EvalError),
+                }
+            }
+            BinOp::Contains => match x {
+                Val::Set(s) => Val::Bool(self.set_contains(s, y)),
+                _ => return Err(EvalError),
+            },
+            BinOp::ContainsAll | BinOp::ContainsAny => {
+                let (Val::Set(a), Val::Set(b)) = (x, y) else {
+                    return Err(EvalError);
+                };
+                if op == BinOp::ContainsAll {
+                    Val::Bool(self.set_superset(a, b))
+                } else {
+                    Val::Bool(self.set_any(b, |v| self.set_contains(a, v)))
+                }
+            }
+        })
+    }
+}
+
+/// Cedar's `like`: `*` matches any run of characters (including none); everything else
+/// literally, character by character.
+pub fn wildcard_match(s: &str, pattern: &[PatElem]) -> bool {
+    // Flatten to a char-level pattern lazily: iterate with backtracking on the last `*`.
+    let text: &[u8] = s.as_bytes();
+    // Work on chars for correctness with multi-byte text.
+    let chars: Vec<char>;
+    let use_chars = !s.is_ascii()
+        || pattern
+            .iter()
+            .any(|p| matches!(p, PatElem::Literal(l) if !l.is_ascii()));
+    if use_chars {
+        chars = s.chars().collect();
+        let pat: Vec<Option<char>> = pattern
+            .iter()
+            .flat_map(|p| match p {
+                PatElem::Wildcard => vec![None],
+                PatElem::Literal(l) => l.chars().map(Some).collect(),
+            })
+            .collect();
+        return glob(&chars, &pat);
+    }
+    let pat: smallpat::Pat<'_> = smallpat::Pat::new(pattern);
+    glob_bytes(text, &pat)
+}
+
+fn glob<T: PartialEq + Copy>(text: &[T], pat: &[Option<T>]) -> bool {
+    let (mut t, mut p) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while t < text.len() {
+        if p < pat.len() && pat[p] == Some(text[t]) {
+            t += 1;
+            p += 1;
+        } else if p < pat.len() && pat[p].is_none() {
+            star = Some((p, t));
+            p += 1;
+        } else if let Some((sp, st)) = star {
+            p = sp + 1;
+            t = st + 1;
+            star = Some((sp, st + 1));
+        } else {
+            return false;
+        }
+    }
+    while p < pat.len() && pat[p].is_none() {
+        p += 1;
+    }
+    p == pat.len()
+}
+
+fn glob_bytes(text: &[u8], pat: &smallpat::Pat<'_>) -> bool {
+    let (mut t, mut p) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while t < text.len() {
+        match pat.at(p) {
+            Some(Some(c)) if c == text[t] => {
+                t += 1;
+                p += 1;
+                continue;
+            }
+            Some(None) => {
+                star = Some((p, t));
+                p += 1;
+                continue;
+            }
+            _ => {}
+        }
+        if let Some((sp, st)) = star {
+            p = sp + 1;
+            t = st + 1;
+            star = Some((sp, st + 1));
+        } else {
+            return false;
+        }
+    }
+    while pat.at(p) == Some(None) {
+        p += 1;
+    }
+    pat.at(p).is_none()
+}
+
+/// An ASCII pattern viewed as a flat sequence without allocating.
+mod smallpat {
+    use super::PatElem;
+
+    pub struct Pat<'a> {
+        elems: &'a [PatElem],
+    }
+
+    impl<'a> Pat<'a> {
+        pub fn new(elems: &'a [PatElem]) -> Self {
+            Pat { elems }
+        }
+
+        /// Position `i` of the flattened pattern: `Some(None)` a wildcard, `Some(Some(b))`
+        /// a literal byte, `None` past the end.
+        pub fn at(&self, mut i: usize) -> Option<Option<u8>> {
+            for e in self.elems {
+                match e {
+                    PatElem::Wildcard if i == 0 => return Some(None),
+                    PatElem::Wildcard => i -= 1,
+                    PatElem::Literal(l) if i < l.len() => return Some(Some(l.as_bytes()[i])),
+                    PatElem::Literal(l) => i -= l.len(),
+                }
+            }
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pat(s: &str) -> Vec<PatElem> {
+        let mut out = Vec::new();
+        let mut lit = String::new();
+        for c in s.chars() {
+            if c == '*' {
+                if !lit.is_empty() {
+                    out.push(PatElem::Literal(std::mem::take(&mut lit)));
+                }
+                out.push(PatElem::Wildcard);
+            } else {
+                lit.push(c);
+            }
+        }
+        if !lit.is_empty() {
+            out.push(PatElem::Literal(lit));
+        }
+        out
+    }
+
+    #[test]
+    fn like() {
+        let cases = [
+            ("contract_7781", "contract_*", true),
+            ("contract_7781", "*7781", true),
+            ("contract_7781", "*_*_*", false),
+            ("contract_7781", "c*t*1", true),
+            ("", "*", true),
+            ("", "", true),
+            ("a", "", false),
+            ("abc", "a*b*c*", true),
+            ("aaa", "a*a", true),
+            ("héllo", "h*o", true),
+            ("héllo", "h?llo", false),
+            ("x*y", "x*y", true),
+        ];
+        for (s, p, want) in cases {
+            assert_eq!(wildcard_match(s, &pat(p)), want, "{s} like {p}");
+        }
+    }
+}
