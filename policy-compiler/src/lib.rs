@@ -88,6 +88,8 @@ impl Default for Options {
 /// A compiled bundle and what the summary prints.
 pub struct Compiled {
     pub data: BundleData,
+    /// The policies as Cedar parsed them, under the bundle's ids.
+    pub cedar: PolicySet,
     pub policy_files: HashMap<String, String>,
     pub warnings: Vec<String>,
 }
@@ -152,10 +154,27 @@ fn diag_message(d: &dyn miette::Diagnostic) -> String {
     m
 }
 
-/// Where each policy came from: file and line of its start.
+/// Where each policy came from: its file, its position there, and the id Cedar gave it in
+/// that file (to find its line when a message needs it).
 struct Origin {
     file: String,
-    line: usize,
+    ordinal: usize,
+    local_id: String,
+    text_index: usize,
+}
+
+impl Origin {
+    fn line(&self, files: &[(String, String)]) -> usize {
+        let text = &files[self.text_index].1;
+        cedar_policy_core::parser::parse_policyset(text)
+            .ok()
+            .and_then(|ps| {
+                ps.policies()
+                    .find(|p| p.id().to_string() == self.local_id)
+                    .and_then(|p| p.loc().map(|l| line_of(text, l.start())))
+            })
+            .unwrap_or(1)
+    }
 }
 
 /// Parses the policy files, naming policies by `@id("...")` when present (as the Cedar
@@ -166,7 +185,7 @@ fn parse_policies(
     let mut out = PolicySet::new();
     let mut origins = HashMap::new();
     let mut n = 0usize;
-    for (file, text) in files {
+    for (file_index, (file, text)) in files.iter().enumerate() {
         let pset = PolicySet::from_str(text).map_err(|e| CompileError::Parse {
             file: file.clone(),
             line: diag_line(&e, text),
@@ -185,15 +204,23 @@ fn parse_policies(
                 construct: "a policy template".into(),
             });
         }
-        // Cedar numbers a file's policies policy0.. in source order; the core parser
-        // gives their locations.
-        let locs: HashMap<String, usize> = cedar_policy_core::parser::parse_policyset(text)
-            .map(|ps| {
-                ps.policies()
-                    .filter_map(|p| Some((p.id().to_string(), line_of(text, p.loc()?.start()))))
-                    .collect()
-            })
-            .unwrap_or_default();
+        // Cedar numbers a file's policies policy0.. in source order. Their lines (for
+        // messages) cost a second parse, so they are worked out only when needed.
+        let locs = std::cell::OnceCell::new();
+        let line_of_id = |id: &str| -> usize {
+            let map: &HashMap<String, usize> = locs.get_or_init(|| {
+                cedar_policy_core::parser::parse_policyset(text)
+                    .map(|ps| {
+                        ps.policies()
+                            .filter_map(|p| {
+                                Some((p.id().to_string(), line_of(text, p.loc()?.start())))
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default()
+            });
+            map.get(id).copied().unwrap_or(1)
+        };
         let mut in_file: Vec<&cedar_policy::Policy> = pset.policies().collect();
         in_file.sort_by_key(|p| {
             p.id()
@@ -202,33 +229,39 @@ fn parse_policies(
                 .parse::<usize>()
                 .unwrap_or(usize::MAX)
         });
-        for p in in_file {
-            let line = locs.get(&p.id().to_string()).copied().unwrap_or(1);
+        for (ordinal, p) in in_file.into_iter().enumerate() {
             let id = match p.annotation("id") {
                 Some(a) => a.to_owned(),
                 None => format!("policy{n}"),
             };
             n += 1;
+            let local_id = p.id().to_string();
             if origins.contains_key(&id) {
                 return Err(CompileError::Invalid {
                     file: file.clone(),
-                    line,
+                    line: line_of_id(&local_id),
                     policy: id.clone(),
                     message: "duplicate policy id".into(),
                 });
             }
-            out.add(p.new_id(PolicyId::new(&id)))
-                .map_err(|e| CompileError::Invalid {
-                    file: file.clone(),
-                    line,
-                    policy: id.clone(),
-                    message: e.to_string(),
-                })?;
+            let renamed = if local_id == id {
+                p.clone()
+            } else {
+                p.new_id(PolicyId::new(&id))
+            };
+            out.add(renamed).map_err(|e| CompileError::Invalid {
+                file: file.clone(),
+                line: line_of_id(&local_id),
+                policy: id.clone(),
+                message: e.to_string(),
+            })?;
             origins.insert(
                 id,
                 Origin {
                     file: file.clone(),
-                    line,
+                    ordinal,
+                    local_id,
+                    text_index: file_index,
                 },
             );
         }
@@ -285,10 +318,10 @@ pub fn compile(s: &Sources, opts: &Options) -> Result<Compiled, CompileError> {
             let o = origins.get(&id);
             let file = o.map_or_else(String::new, |o| o.file.clone());
             let text = texts.get(&file).map_or("", String::as_str);
-            let line = e
-                .labels()
-                .and_then(|mut l| l.next())
-                .map_or(o.map_or(1, |o| o.line), |l| line_of(text, l.offset()));
+            let line = e.labels().and_then(|mut l| l.next()).map_or_else(
+                || o.map_or(1, |o| o.line(&s.policies)),
+                |l| line_of(text, l.offset()),
+            );
             return Err(CompileError::Invalid {
                 file,
                 line,
@@ -335,11 +368,7 @@ pub fn compile(s: &Sources, opts: &Options) -> Result<Compiled, CompileError> {
     let mut policies: Vec<&cedar_policy::Policy> = pset.policies().collect();
     policies.sort_by_key(|p| {
         let o = &origins[&p.id().to_string()];
-        (
-            s.policies.iter().position(|(f, _)| f == &o.file),
-            o.line,
-            p.id().to_string(),
-        )
+        (o.text_index, o.ordinal)
     });
     let mut lowered = Vec::with_capacity(policies.len());
     let mut action_scopes = Vec::with_capacity(policies.len());
@@ -348,13 +377,13 @@ pub fn compile(s: &Sources, opts: &Options) -> Result<Compiled, CompileError> {
         let o = &origins[&id];
         let unsupported = |Unsupported(construct): Unsupported| CompileError::Unsupported {
             file: o.file.clone(),
-            line: o.line,
+            line: o.line(&s.policies),
             policy: id.clone(),
             construct,
         };
         let est = p.to_json().map_err(|e| CompileError::Invalid {
             file: o.file.clone(),
-            line: o.line,
+            line: o.line(&s.policies),
             policy: id.clone(),
             message: e.to_string(),
         })?;
@@ -444,8 +473,10 @@ pub fn compile(s: &Sources, opts: &Options) -> Result<Compiled, CompileError> {
         tools,
         purposes,
     };
+    drop(policies);
     Ok(Compiled {
         data,
+        cedar: pset,
         policy_files: texts,
         warnings,
     })
@@ -582,6 +613,12 @@ fn check_registry(
         }
     }
     Ok(())
+}
+
+/// The policies as Cedar sees them, with the ids the bundle uses: for running Cedar's own
+/// authorizer on the same policies (the differential tests do).
+pub fn cedar_policy_set(files: &[(String, String)]) -> Result<PolicySet, CompileError> {
+    parse_policies(files).map(|(p, _)| p)
 }
 
 /// Compiles a directory into bundle bytes.
