@@ -148,6 +148,15 @@ fn diag_line(d: &dyn miette::Diagnostic, text: &str) -> usize {
 
 fn diag_message(d: &dyn miette::Diagnostic) -> String {
     let mut m = d.to_string();
+    let mut src = d.source();
+    while let Some(e) = src {
+        let s = e.to_string();
+        if !m.contains(&s) {
+            m.push_str(": ");
+            m.push_str(&s);
+        }
+        src = e.source();
+    }
     if let Some(h) = d.help() {
         m.push_str(&format!(" (help: {h})"));
     }
@@ -492,6 +501,9 @@ fn load_entities(b: &mut Builder, all: &Value) -> Result<(), Unsupported> {
     let list = all
         .as_array()
         .ok_or_else(|| Unsupported("entities must be a JSON array".into()))?;
+    // Cedar hands entities back in hash order; sorted, the bundle is reproducible.
+    let mut list: Vec<&Value> = list.iter().collect();
+    list.sort_by_key(|e| uid_of(&e["uid"]).map(|(t, i)| (t.to_owned(), i.to_owned())));
     for e in list {
         let (t, id) =
             uid_of(&e["uid"]).ok_or_else(|| Unsupported("an entity without a uid".into()))?;

@@ -425,7 +425,11 @@ impl Builder {
                     self.expr(Expr::Record(fields))
                 }
             }
-            other => return unsupported(format!("extension function `{other}`")),
+            other => {
+                return unsupported(format!(
+                    "extension function `{other}` (the decimal, ipaddr, datetime and duration extensions are not supported)"
+                ));
+            }
         })
     }
 
