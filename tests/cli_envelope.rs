@@ -216,8 +216,8 @@ fn mint_refuses_malformed_claims_and_credentials() {
 }
 
 #[test]
-fn demo_walks_through_and_refuses_every_forgery() {
-    let out = run(&["demo"], None);
+fn envelope_walkthrough_refuses_every_forgery() {
+    let out = run(&["demo", "--envelope-only"], None);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let s = text(&out.stdout);
     assert!(s.contains("Verified"), "{s}");

@@ -14,7 +14,11 @@ use serde_json::Value;
 pub const SEED_ENVELOPE: &str = include_str!("../../policies/envelopes/renewal-review.json");
 
 #[derive(Args)]
-pub struct DemoArgs {}
+pub struct DemoArgs {
+    /// Only the envelope part: mint, verify, tamper (no gateway).
+    #[arg(long)]
+    pub envelope_only: bool,
+}
 
 fn env_err(context: &str) -> impl FnOnce(portcullis::envelope::EnvelopeError) -> CliError + '_ {
     move |e| CliError::Envelope {
@@ -23,7 +27,19 @@ fn env_err(context: &str) -> impl FnOnce(portcullis::envelope::EnvelopeError) ->
     }
 }
 
-pub fn run(_: DemoArgs) -> Result<(), CliError> {
+/// `portcullis demo`: the gateway walk-through, then (with --envelope-only) just the
+/// envelope's.
+pub fn run(a: DemoArgs) -> Result<(), CliError> {
+    if a.envelope_only {
+        return envelope_walkthrough();
+    }
+    let mut out = std::io::stdout();
+    portcullis::demo::scenario::run(&mut out)
+        .map(|_| ())
+        .map_err(CliError::Usage)
+}
+
+fn envelope_walkthrough() -> Result<(), CliError> {
     let now = clock::now_unix();
     println!("== Portcullis envelope walk-through: renewal review ==\n");
     let key = SigningKey::generate(Some("demo-issuer-1".into())).map_err(env_err("keygen"))?;

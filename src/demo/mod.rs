@@ -5,6 +5,7 @@
 pub mod client;
 pub mod mcp_server;
 pub mod records;
+pub mod scenario;
 
 use crate::config::Config;
 use crate::decision::Bundle;
