@@ -222,12 +222,12 @@ pub fn walk(
     let mut drift = Agent {
         client: connect()?,
         token: mint(key, |v| {
-            v["allowed_tools"]
-                .as_array_mut()
-                .map(|a| a.push("payments.history".into()));
-            v["resource_constraints"]["data_classes"]
-                .as_array_mut()
-                .map(|a| a.push("payment_history".into()));
+            if let Some(a) = v["allowed_tools"].as_array_mut() {
+                a.push("payments.history".into());
+            }
+            if let Some(a) = v["resource_constraints"]["data_classes"].as_array_mut() {
+                a.push("payment_history".into());
+            }
         })?,
         label: "drifting agent",
     };
