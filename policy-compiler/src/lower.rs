@@ -105,6 +105,7 @@ impl Builder {
     }
 
     fn expr(&mut self, e: Expr) -> ExprId {
+        let e = self.fuse(e);
         if let Some(i) = self.expr_ids.get(&e) {
             return *i;
         }
@@ -431,6 +432,31 @@ impl Builder {
                 ));
             }
         })
+    }
+
+    /// Rewrites the commonest shapes into the IR's fused nodes.
+    fn fuse(&self, e: Expr) -> Expr {
+        let var = |x: ExprId| match self.exprs[x as usize] {
+            Expr::Var(v) => Some(v),
+            _ => None,
+        };
+        match e {
+            Expr::GetAttr(x, a) => var(x).map_or(e, |v| Expr::VarAttr(v, a)),
+            Expr::HasAttr(x, a) => var(x).map_or(e, |v| Expr::VarHas(v, a)),
+            Expr::Is(x, t) => var(x).map_or(e, |v| Expr::VarIs(v, t)),
+            Expr::Bin(BinOp::Eq, l, r) => match (self.const_of(l), self.const_of(r)) {
+                (_, Some(v)) => Expr::EqLit(l, v),
+                (Some(v), None) => Expr::EqLit(r, v),
+                _ => e,
+            },
+            Expr::Bin(BinOp::In, l, r) => {
+                match self.const_of(r).map(|v| &self.values[v as usize]) {
+                    Some(ConstValue::Entity(ent)) => Expr::InEntity(l, *ent),
+                    _ => e,
+                }
+            }
+            _ => e,
+        }
     }
 
     fn const_of(&self, e: ExprId) -> Option<ValueId> {

@@ -757,6 +757,12 @@ fn operator_matrix_matches_cedar() {
             for m in methods {
                 add(format!("({a}).{m}({b})"));
             }
+            // Boolean results compared, so an operand of the wrong type must show as an
+            // error rather than pass as a value.
+            for op in ["&&", "||"] {
+                add(format!("(({a}) {op} ({b})) == false"));
+            }
+            add(format!("(if ({a}) then ({b}) else ({a})) == ({b})"));
         }
     }
     // Arithmetic only ever succeeds on Longs: every pair of Long-valued operands (and a

@@ -73,6 +73,8 @@ pub struct Bundle {
     pub(crate) any_permits: Vec<u32>,
     tools: FxHashMap<Box<str>, usize>,
     purposes: FxHashMap<Box<str>, usize>,
+    /// Each policy's conditions as a program (`None`: evaluated by walking the tree).
+    pub(crate) programs: Vec<Option<super::vm::Program>>,
 }
 
 impl std::fmt::Debug for Bundle {
@@ -241,6 +243,11 @@ impl Bundle {
             .enumerate()
             .map(|(i, p)| (p.name.as_str().into(), i))
             .collect();
+        let programs = data
+            .policies
+            .iter()
+            .map(|p| super::vm::compile(&data.exprs, p))
+            .collect();
         Bundle {
             data,
             meta,
@@ -253,6 +260,7 @@ impl Bundle {
             any_permits,
             tools,
             purposes,
+            programs,
         }
     }
 
@@ -293,7 +301,12 @@ impl Bundle {
     }
 
     pub(crate) fn lookup_entity(&self, ty: &str, id: &str) -> Option<EntityIdx> {
-        let t = *self.type_ids.get(ty)?;
+        // A bundle has a handful of entity types: comparing names beats hashing them.
+        let t = if self.data.types.len() <= 16 {
+            self.data.types.iter().position(|t| t == ty)? as TypeId
+        } else {
+            *self.type_ids.get(ty)?
+        };
         self.entity_ids[t as usize].get(id).copied()
     }
 
@@ -385,6 +398,26 @@ fn validate(d: &BundleData) -> Result<(), BundleError> {
                 return bad(format!("expression {i} value out of range"));
             }
             Expr::Lit(_) | Expr::Var(_) => {}
+            Expr::VarAttr(_, a) | Expr::VarHas(_, a) if *a as usize >= ns => {
+                return bad(format!("expression {i} attribute out of range"));
+            }
+            Expr::VarAttr(..) | Expr::VarHas(..) => {}
+            Expr::VarIs(_, t) if *t as usize >= nt => {
+                return bad(format!("expression {i} type out of range"));
+            }
+            Expr::VarIs(..) => {}
+            Expr::EqLit(a, v) => {
+                if *v as usize >= nv {
+                    return bad(format!("expression {i} value out of range"));
+                }
+                kids.push(*a);
+            }
+            Expr::InEntity(a, e) => {
+                if *e as usize >= ne {
+                    return bad(format!("expression {i} entity out of range"));
+                }
+                kids.push(*a);
+            }
             Expr::Not(a) | Expr::Neg(a) | Expr::IsEmpty(a) => kids.push(*a),
             Expr::Bin(_, a, b) | Expr::And(a, b) | Expr::Or(a, b) => kids.extend([*a, *b]),
             Expr::If(a, b, c) => kids.extend([*a, *b, *c]),

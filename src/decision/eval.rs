@@ -8,13 +8,16 @@
 use super::bundle::Bundle;
 use super::context::{CtxValue, EntityUid, OwnedValue, Request};
 use super::ir::{BinOp, ConstValue, EntityIdx, Expr, ExprId, PatElem, StrId, ValueId, Var};
+use super::vm::{Op, STACK};
 use bumpalo::Bump;
+use std::cell::Cell;
 
-/// Reused per-core state for decisions: the arena for built values and the lists of
-/// determining and erroring policies.
+/// Reused per-core state for decisions: the arena for built values, the lists of
+/// determining and erroring policies, and where context attributes were last found.
 #[derive(Default)]
 pub struct Scratch {
     bump: Bump,
+    ctx_hint: Vec<Cell<u8>>,
     determining: Vec<PolicyRef>,
     errored: Vec<PolicyRef>,
     /// Evaluate every candidate policy, even after a `forbid` has decided, so `errored`
@@ -58,7 +61,7 @@ enum Ent<'a> {
     /// In the bundle's entity table (which also holds entities only policies name).
     Known(EntityIdx),
     /// Nowhere in the bundle: no attributes, no ancestors.
-    Foreign(&'a str, &'a str),
+    Foreign(&'a EntityUid<'a>),
 }
 
 #[derive(Clone, Copy)]
@@ -77,14 +80,60 @@ enum RecV<'a> {
     Dyn(&'a [(&'a str, Val<'a>)]),
 }
 
+/// A value during evaluation: borrowed from the bundle, the request or the arena. Flat
+/// (one tag, at most a fat pointer) so it stays 24 bytes: evaluation moves a lot of them.
 #[derive(Clone, Copy)]
 enum Val<'a> {
     Bool(bool),
     Long(i64),
     Str(&'a str),
-    Ent(Ent<'a>),
-    Set(SetV<'a>),
-    Rec(RecV<'a>),
+    Known(EntityIdx),
+    Foreign(&'a EntityUid<'a>),
+    SetPool(&'a [ValueId]),
+    SetStrs(&'a [String]),
+    SetOwned(&'a [OwnedValue]),
+    SetDyn(&'a [Val<'a>]),
+    RecPool(&'a [(StrId, ValueId)]),
+    RecCtx(&'a [(&'a str, CtxValue<'a>)]),
+    RecOwned(&'a [(String, OwnedValue)]),
+    RecDyn(&'a [(&'a str, Val<'a>)]),
+}
+
+impl<'a> Val<'a> {
+    fn ent(self) -> Option<Ent<'a>> {
+        match self {
+            Val::Known(i) => Some(Ent::Known(i)),
+            Val::Foreign(u) => Some(Ent::Foreign(u)),
+            _ => None,
+        }
+    }
+
+    fn set(self) -> Option<SetV<'a>> {
+        match self {
+            Val::SetPool(s) => Some(SetV::Pool(s)),
+            Val::SetStrs(s) => Some(SetV::Strs(s)),
+            Val::SetOwned(s) => Some(SetV::Owned(s)),
+            Val::SetDyn(s) => Some(SetV::Dyn(s)),
+            _ => None,
+        }
+    }
+
+    fn rec(self) -> Option<RecV<'a>> {
+        match self {
+            Val::RecPool(r) => Some(RecV::Pool(r)),
+            Val::RecCtx(r) => Some(RecV::Ctx(r)),
+            Val::RecOwned(r) => Some(RecV::Owned(r)),
+            Val::RecDyn(r) => Some(RecV::Dyn(r)),
+            _ => None,
+        }
+    }
+
+    fn from_ent(e: Ent<'a>) -> Val<'a> {
+        match e {
+            Ent::Known(i) => Val::Known(i),
+            Ent::Foreign(u) => Val::Foreign(u),
+        }
+    }
 }
 
 /// Everything one decision reads.
@@ -95,13 +144,16 @@ struct Env<'a> {
     resource: Ent<'a>,
     context: &'a [(&'a str, CtxValue<'a>)],
     bump: &'a Bump,
+    /// Where each context attribute (by interned name) was found last time: a gateway
+    /// builds its context in the same order every call, so the next lookup is one check.
+    ctx_hint: &'a [Cell<u8>],
 }
 
 impl Bundle {
-    fn resolve<'a>(&self, uid: EntityUid<'a>) -> Ent<'a> {
+    fn resolve<'a>(&self, uid: &'a EntityUid<'a>) -> Ent<'a> {
         match self.lookup_entity(uid.ty, uid.id) {
             Some(i) => Ent::Known(i),
-            None => Ent::Foreign(uid.ty, uid.id),
+            None => Ent::Foreign(uid),
         }
     }
 
@@ -111,13 +163,19 @@ impl Bundle {
         scratch.bump.reset();
         scratch.determining.clear();
         scratch.errored.clear();
+        if scratch.ctx_hint.len() < self.data.strings.len() {
+            scratch
+                .ctx_hint
+                .resize_with(self.data.strings.len(), || Cell::new(0));
+        }
         let env = Env {
             b: self,
-            principal: self.resolve(req.principal),
-            action: self.resolve(req.action),
-            resource: self.resolve(req.resource),
+            principal: self.resolve(&req.principal),
+            action: self.resolve(&req.action),
+            resource: self.resolve(&req.resource),
             context: req.context.attrs,
             bump: &scratch.bump,
+            ctx_hint: &scratch.ctx_hint,
         };
         let (forbids, permits) = match env.action {
             Ent::Known(i) => self.candidates(i),
@@ -150,6 +208,9 @@ impl Bundle {
 
 impl<'a> Env<'a> {
     fn satisfied(&self, p: u32) -> R<bool> {
+        if let Some(prog) = &self.b.programs[p as usize] {
+            return self.run(&prog.ops);
+        }
         let policy = &self.b.data.policies[p as usize];
         for &c in &policy.conditions {
             match self.eval(c)? {
@@ -161,18 +222,20 @@ impl<'a> Env<'a> {
         Ok(true)
     }
 
+    #[inline]
     fn str(&self, id: StrId) -> &'a str {
         &self.b.data.strings[id as usize]
     }
 
+    #[inline]
     fn pool(&self, v: ValueId) -> Val<'a> {
         match &self.b.data.values[v as usize] {
             ConstValue::Bool(b) => Val::Bool(*b),
             ConstValue::Long(n) => Val::Long(*n),
             ConstValue::Str(s) => Val::Str(self.str(*s)),
-            ConstValue::Entity(e) => Val::Ent(Ent::Known(*e)),
-            ConstValue::Set(items) => Val::Set(SetV::Pool(items)),
-            ConstValue::Record(fields) => Val::Rec(RecV::Pool(fields)),
+            ConstValue::Entity(e) => Val::Known(*e),
+            ConstValue::Set(items) => Val::SetPool(items),
+            ConstValue::Record(fields) => Val::RecPool(fields),
         }
     }
 
@@ -181,19 +244,23 @@ impl<'a> Env<'a> {
             OwnedValue::Bool(b) => Val::Bool(*b),
             OwnedValue::Long(n) => Val::Long(*n),
             OwnedValue::Str(s) => Val::Str(s),
-            OwnedValue::Entity { ty, id } => Val::Ent(self.b.resolve(EntityUid { ty, id })),
-            OwnedValue::Set(items) => Val::Set(SetV::Owned(items)),
-            OwnedValue::Record(fields) => Val::Rec(RecV::Owned(fields)),
+            OwnedValue::Entity { ty, id } => match self.b.lookup_entity(ty, id) {
+                Some(i) => Val::Known(i),
+                None => Val::Foreign(self.bump.alloc(EntityUid { ty, id })),
+            },
+            OwnedValue::Set(items) => Val::SetOwned(items),
+            OwnedValue::Record(fields) => Val::RecOwned(fields),
         }
     }
 
-    fn ctx(&self, v: &CtxValue<'a>) -> Val<'a> {
-        match *v {
-            CtxValue::Bool(b) => Val::Bool(b),
-            CtxValue::Long(n) => Val::Long(n),
+    #[inline]
+    fn ctx(&self, v: &'a CtxValue<'a>) -> Val<'a> {
+        match v {
+            CtxValue::Bool(b) => Val::Bool(*b),
+            CtxValue::Long(n) => Val::Long(*n),
             CtxValue::Str(s) => Val::Str(s),
-            CtxValue::StrSet(s) => Val::Set(SetV::Strs(s)),
-            CtxValue::Entity(uid) => Val::Ent(self.b.resolve(uid)),
+            CtxValue::StrSet(s) => Val::SetStrs(s),
+            CtxValue::Entity(uid) => Val::from_ent(self.b.resolve(uid)),
             CtxValue::Value(v) => self.owned(v),
         }
     }
@@ -208,7 +275,7 @@ impl<'a> Env<'a> {
         }
     }
 
-    fn set_len_is_zero(&self, s: SetV<'a>) -> bool {
+    fn set_is_empty(&self, s: SetV<'a>) -> bool {
         match s {
             SetV::Pool(i) => i.is_empty(),
             SetV::Strs(i) => i.is_empty(),
@@ -218,7 +285,11 @@ impl<'a> Env<'a> {
     }
 
     fn set_contains(&self, s: SetV<'a>, x: Val<'a>) -> bool {
-        self.set_any(s, |v| self.eq(v, x))
+        match (s, x) {
+            // The gateway's `context.data_classes.contains("...")`: plain string compares.
+            (SetV::Strs(items), Val::Str(x)) => items.iter().any(|v| v == x),
+            _ => self.set_any(s, |v| self.eq(v, x)),
+        }
     }
 
     /// `a` contains every element of `b`.
@@ -235,6 +306,24 @@ impl<'a> Env<'a> {
         }
     }
 
+    /// The context attribute named `id`, remembering where it was.
+    #[inline]
+    fn ctx_get(&self, fields: &'a [(&'a str, CtxValue<'a>)], id: StrId) -> Option<Val<'a>> {
+        let name = self.str(id);
+        let hint = &self.ctx_hint[id as usize];
+        let h = hint.get() as usize;
+        if let Some((k, v)) = fields.get(h)
+            && *k == name
+        {
+            return Some(self.ctx(v));
+        }
+        let i = fields.iter().position(|(k, _)| *k == name)?;
+        if i < 256 {
+            hint.set(i as u8);
+        }
+        Some(self.ctx(&fields[i].1))
+    }
+
     /// A record field by name; `id` is the name's interned id when the caller has it
     /// (pool records are keyed by id, sorted).
     fn rec_get(&self, r: RecV<'a>, name: &str, id: Option<StrId>) -> Option<Val<'a>> {
@@ -249,10 +338,13 @@ impl<'a> Env<'a> {
                     .ok()
                     .map(|i| self.pool(fields[i].1))
             }
-            RecV::Ctx(fields) => fields
-                .iter()
-                .find(|(k, _)| *k == name)
-                .map(|(_, v)| self.ctx(v)),
+            RecV::Ctx(fields) => match id {
+                Some(id) if std::ptr::eq(fields, self.context) => self.ctx_get(fields, id),
+                _ => fields
+                    .iter()
+                    .find(|(k, _)| *k == name)
+                    .map(|(_, v)| self.ctx(v)),
+            },
             RecV::Owned(fields) => fields
                 .iter()
                 .find(|(k, _)| k == name)
@@ -271,10 +363,11 @@ impl<'a> Env<'a> {
         }
     }
 
+    #[inline]
     fn ent_eq(&self, a: Ent<'a>, b: Ent<'a>) -> bool {
         match (a, b) {
             (Ent::Known(x), Ent::Known(y)) => x == y,
-            (Ent::Foreign(t1, i1), Ent::Foreign(t2, i2)) => t1 == t2 && i1 == i2,
+            (Ent::Foreign(x), Ent::Foreign(y)) => x.ty == y.ty && x.id == y.id,
             _ => false,
         }
     }
@@ -285,21 +378,32 @@ impl<'a> Env<'a> {
             (Val::Bool(x), Val::Bool(y)) => x == y,
             (Val::Long(x), Val::Long(y)) => x == y,
             (Val::Str(x), Val::Str(y)) => x == y,
-            (Val::Ent(x), Val::Ent(y)) => self.ent_eq(x, y),
-            (Val::Set(x), Val::Set(y)) => self.set_superset(x, y) && self.set_superset(y, x),
-            (Val::Rec(x), Val::Rec(y)) => {
-                // Distinct keys: equal sizes plus every key of `x` present with an equal
-                // value means the key sets are the same.
-                self.rec_len(x) == self.rec_len(y)
-                    && !self.rec_any(x, |k, v| {
-                        !self.rec_get(y, k, None).is_some_and(|w| self.eq(v, w))
-                    })
-            }
-            _ => false,
+            (Val::Known(x), Val::Known(y)) => x == y,
+            _ => self.eq_slow(a, b),
         }
     }
 
+    #[inline(never)]
+    fn eq_slow(&self, a: Val<'a>, b: Val<'a>) -> bool {
+        if let (Some(x), Some(y)) = (a.ent(), b.ent()) {
+            return self.ent_eq(x, y);
+        }
+        if let (Some(x), Some(y)) = (a.set(), b.set()) {
+            return self.set_superset(x, y) && self.set_superset(y, x);
+        }
+        if let (Some(x), Some(y)) = (a.rec(), b.rec()) {
+            // Distinct keys: equal sizes plus every key of `x` present with an equal value
+            // means the key sets are the same.
+            return self.rec_len(x) == self.rec_len(y)
+                && !self.rec_any(x, |k, v| {
+                    !self.rec_get(y, k, None).is_some_and(|w| self.eq(v, w))
+                });
+        }
+        false
+    }
+
     /// `a in b` for one entity `b`: equal, or `b` is an ancestor of `a`.
+    #[inline]
     fn in_one(&self, a: Ent<'a>, b: Ent<'a>) -> bool {
         match (a, b) {
             (Ent::Known(x), Ent::Known(y)) => x == y || self.b.is_ancestor(x, y),
@@ -307,26 +411,77 @@ impl<'a> Env<'a> {
         }
     }
 
+    #[inline]
+    fn var(&self, v: Var) -> Val<'a> {
+        match v {
+            Var::Principal => Val::from_ent(self.principal),
+            Var::Action => Val::from_ent(self.action),
+            Var::Resource => Val::from_ent(self.resource),
+            Var::Context => Val::RecCtx(self.context),
+        }
+    }
+
+    /// `x.attr` for an evaluated `x`.
+    #[inline]
+    fn get_attr(&self, x: Val<'a>, attr: StrId) -> R<Val<'a>> {
+        match x {
+            Val::RecCtx(f) if std::ptr::eq(f, self.context) => {
+                self.ctx_get(f, attr).ok_or(EvalError)
+            }
+            Val::Known(i) => {
+                let ent = &self.b.data.entities[i as usize];
+                if !ent.exists {
+                    return Err(EvalError);
+                }
+                let k = ent
+                    .attrs
+                    .binary_search_by_key(&attr, |(k, _)| *k)
+                    .map_err(|_| EvalError)?;
+                Ok(self.pool(ent.attrs[k].1))
+            }
+            _ => match x.rec() {
+                Some(r) => self.rec_get(r, self.str(attr), Some(attr)).ok_or(EvalError),
+                None => Err(EvalError),
+            },
+        }
+    }
+
+    /// `x has attr` for an evaluated `x`.
+    #[inline]
+    fn has_attr(&self, x: Val<'a>, attr: StrId) -> R<Val<'a>> {
+        match x {
+            Val::Known(i) => {
+                let ent = &self.b.data.entities[i as usize];
+                Ok(Val::Bool(
+                    ent.exists && ent.attrs.binary_search_by_key(&attr, |(k, _)| *k).is_ok(),
+                ))
+            }
+            Val::Foreign(_) => Ok(Val::Bool(false)),
+            _ => match x.rec() {
+                Some(r) => Ok(Val::Bool(
+                    self.rec_get(r, self.str(attr), Some(attr)).is_some(),
+                )),
+                None => Err(EvalError),
+            },
+        }
+    }
+
+    fn is_type(&self, x: Val<'a>, ty: super::ir::TypeId) -> R<Val<'a>> {
+        match x {
+            Val::Known(i) => Ok(Val::Bool(self.b.data.entities[i as usize].ty == ty)),
+            Val::Foreign(u) => Ok(Val::Bool(u.ty == self.b.data.types[ty as usize])),
+            _ => Err(EvalError),
+        }
+    }
+
     fn eval(&self, e: ExprId) -> R<Val<'a>> {
         let b = self.b;
         Ok(match &b.data.exprs[e as usize] {
-            Expr::Lit(v) => self.pool(*v),
-            Expr::Var(Var::Principal) => Val::Ent(self.principal),
-            Expr::Var(Var::Action) => Val::Ent(self.action),
-            Expr::Var(Var::Resource) => Val::Ent(self.resource),
-            Expr::Var(Var::Context) => Val::Rec(RecV::Ctx(self.context)),
-            Expr::Not(x) => match self.eval(*x)? {
-                Val::Bool(v) => Val::Bool(!v),
-                _ => return Err(EvalError),
-            },
-            Expr::Neg(x) => match self.eval(*x)? {
-                Val::Long(v) => Val::Long(v.checked_neg().ok_or(EvalError)?),
-                _ => return Err(EvalError),
-            },
-            Expr::IsEmpty(x) => match self.eval(*x)? {
-                Val::Set(s) => Val::Bool(self.set_len_is_zero(s)),
-                _ => return Err(EvalError),
-            },
+            Expr::VarAttr(v, attr) => self.get_attr(self.var(*v), *attr)?,
+            Expr::EqLit(x, v) => {
+                let x = self.eval(*x)?;
+                Val::Bool(self.eq(x, self.pool(*v)))
+            }
             Expr::And(l, r) => match self.eval(*l)? {
                 Val::Bool(false) => Val::Bool(false),
                 Val::Bool(true) => match self.eval(*r)? {
@@ -343,70 +498,193 @@ impl<'a> Env<'a> {
                 },
                 _ => return Err(EvalError),
             },
-            Expr::If(c, t, f) => match self.eval(*c)? {
-                Val::Bool(true) => self.eval(*t)?,
-                Val::Bool(false) => self.eval(*f)?,
+            Expr::Not(x) => match self.eval(*x)? {
+                Val::Bool(v) => Val::Bool(!v),
                 _ => return Err(EvalError),
             },
+            Expr::VarHas(v, attr) => self.has_attr(self.var(*v), *attr)?,
+            Expr::VarIs(v, ty) => self.is_type(self.var(*v), *ty)?,
+            Expr::InEntity(x, target) => match self.eval(*x)?.ent() {
+                Some(a) => Val::Bool(self.in_one(a, Ent::Known(*target))),
+                None => return Err(EvalError),
+            },
+            Expr::Lit(v) => self.pool(*v),
+            Expr::Var(v) => self.var(*v),
             Expr::Bin(op, l, r) => {
                 // Cedar evaluates both operands before applying the operator.
                 let (x, y) = (self.eval(*l)?, self.eval(*r)?);
                 self.binary(*op, x, y)?
             }
-            Expr::GetAttr(x, attr) => match self.eval(*x)? {
-                Val::Rec(r) => self
-                    .rec_get(r, self.str(*attr), Some(*attr))
-                    .ok_or(EvalError)?,
-                Val::Ent(Ent::Known(i)) => {
-                    let ent = &b.data.entities[i as usize];
-                    if !ent.exists {
-                        return Err(EvalError);
-                    }
-                    let k = ent
-                        .attrs
-                        .binary_search_by_key(attr, |(k, _)| *k)
-                        .map_err(|_| EvalError)?;
-                    self.pool(ent.attrs[k].1)
-                }
-                _ => return Err(EvalError),
-            },
-            Expr::HasAttr(x, attr) => match self.eval(*x)? {
-                Val::Rec(r) => Val::Bool(self.rec_get(r, self.str(*attr), Some(*attr)).is_some()),
-                Val::Ent(Ent::Known(i)) => {
-                    let ent = &b.data.entities[i as usize];
-                    Val::Bool(
-                        ent.exists && ent.attrs.binary_search_by_key(attr, |(k, _)| *k).is_ok(),
-                    )
-                }
-                Val::Ent(Ent::Foreign(..)) => Val::Bool(false),
-                _ => return Err(EvalError),
-            },
-            Expr::Like(x, pattern) => match self.eval(*x)? {
-                Val::Str(s) => Val::Bool(wildcard_match(s, pattern)),
-                _ => return Err(EvalError),
-            },
-            Expr::Is(x, ty) => match self.eval(*x)? {
-                Val::Ent(Ent::Known(i)) => Val::Bool(b.data.entities[i as usize].ty == *ty),
-                Val::Ent(Ent::Foreign(t, _)) => Val::Bool(t == b.data.types[*ty as usize]),
-                _ => return Err(EvalError),
-            },
-            Expr::Set(items) => {
-                let mut out = bumpalo::collections::Vec::with_capacity_in(items.len(), self.bump);
-                for i in items {
-                    out.push(self.eval(*i)?);
-                }
-                Val::Set(SetV::Dyn(out.into_bump_slice()))
+            Expr::GetAttr(x, attr) => {
+                let x = self.eval(*x)?;
+                self.get_attr(x, *attr)?
             }
-            Expr::Record(fields) => {
-                let mut out = bumpalo::collections::Vec::with_capacity_in(fields.len(), self.bump);
-                for (k, v) in fields {
-                    out.push((self.str(*k), self.eval(*v)?));
-                }
-                Val::Rec(RecV::Dyn(out.into_bump_slice()))
+            Expr::HasAttr(x, attr) => {
+                let x = self.eval(*x)?;
+                self.has_attr(x, *attr)?
             }
+            Expr::Is(x, ty) => {
+                let x = self.eval(*x)?;
+                self.is_type(x, *ty)?
+            }
+            Expr::If(c, t, f) => match self.eval(*c)? {
+                Val::Bool(true) => self.eval(*t)?,
+                Val::Bool(false) => self.eval(*f)?,
+                _ => return Err(EvalError),
+            },
+            Expr::Neg(x) => match self.eval(*x)? {
+                Val::Long(v) => Val::Long(v.checked_neg().ok_or(EvalError)?),
+                _ => return Err(EvalError),
+            },
+            Expr::IsEmpty(x) => match self.eval(*x)?.set() {
+                Some(s) => Val::Bool(self.set_is_empty(s)),
+                None => return Err(EvalError),
+            },
+            Expr::Like(x, pattern) => self.like(*x, pattern)?,
+            Expr::Set(items) => self.build_set(items)?,
+            Expr::Record(fields) => self.build_record(fields)?,
         })
     }
 
+    /// Runs a policy program (see `vm`): `Ok(true)` when every condition held.
+    fn run(&self, ops: &[Op]) -> R<bool> {
+        let mut stack = [Val::Bool(false); STACK];
+        let mut sp = 0usize;
+        let mut pc = 0usize;
+        macro_rules! top {
+            () => {
+                stack[sp - 1]
+            };
+        }
+        while pc < ops.len() {
+            match ops[pc] {
+                Op::Lit(v) => {
+                    stack[sp] = self.pool(v);
+                    sp += 1;
+                }
+                Op::Var(v) => {
+                    stack[sp] = self.var(v);
+                    sp += 1;
+                }
+                Op::VarAttr(v, a) => {
+                    stack[sp] = self.get_attr(self.var(v), a)?;
+                    sp += 1;
+                }
+                Op::VarHas(v, a) => {
+                    stack[sp] = self.has_attr(self.var(v), a)?;
+                    sp += 1;
+                }
+                Op::VarIs(v, t) => {
+                    stack[sp] = self.is_type(self.var(v), t)?;
+                    sp += 1;
+                }
+                Op::GetAttr(a) => top!() = self.get_attr(top!(), a)?,
+                Op::HasAttr(a) => top!() = self.has_attr(top!(), a)?,
+                Op::Is(t) => top!() = self.is_type(top!(), t)?,
+                Op::EqLit(v) => top!() = Val::Bool(self.eq(top!(), self.pool(v))),
+                Op::InEntity(t) => match top!().ent() {
+                    Some(a) => top!() = Val::Bool(self.in_one(a, Ent::Known(t))),
+                    None => return Err(EvalError),
+                },
+                Op::Bin(op) => {
+                    sp -= 1;
+                    top!() = self.binary(op, top!(), stack[sp])?;
+                }
+                Op::Not => match top!() {
+                    Val::Bool(v) => top!() = Val::Bool(!v),
+                    _ => return Err(EvalError),
+                },
+                Op::Neg => match top!() {
+                    Val::Long(v) => top!() = Val::Long(v.checked_neg().ok_or(EvalError)?),
+                    _ => return Err(EvalError),
+                },
+                Op::IsEmpty => match top!().set() {
+                    Some(s) => top!() = Val::Bool(self.set_is_empty(s)),
+                    None => return Err(EvalError),
+                },
+                Op::AndJump(target) => match top!() {
+                    Val::Bool(false) => {
+                        pc = target as usize;
+                        continue;
+                    }
+                    Val::Bool(true) => sp -= 1,
+                    _ => return Err(EvalError),
+                },
+                Op::OrJump(target) => match top!() {
+                    Val::Bool(true) => {
+                        pc = target as usize;
+                        continue;
+                    }
+                    Val::Bool(false) => sp -= 1,
+                    _ => return Err(EvalError),
+                },
+                Op::CheckBool => {
+                    if !matches!(top!(), Val::Bool(_)) {
+                        return Err(EvalError);
+                    }
+                }
+                Op::IfFalseJump(target) => {
+                    sp -= 1;
+                    match stack[sp] {
+                        Val::Bool(true) => {}
+                        Val::Bool(false) => {
+                            pc = target as usize;
+                            continue;
+                        }
+                        _ => return Err(EvalError),
+                    }
+                }
+                Op::Jump(target) => {
+                    pc = target as usize;
+                    continue;
+                }
+                Op::Eval(e) => {
+                    stack[sp] = self.eval(e)?;
+                    sp += 1;
+                }
+                Op::Require => {
+                    sp -= 1;
+                    match stack[sp] {
+                        Val::Bool(true) => {}
+                        Val::Bool(false) => return Ok(false),
+                        _ => return Err(EvalError),
+                    }
+                }
+            }
+            pc += 1;
+        }
+        Ok(true)
+    }
+
+    // Literals built from non-constant parts and `like` are rare: kept out of `eval` so
+    // its frame (and every recursion) stays small.
+    #[inline(never)]
+    fn build_set(&self, items: &[ExprId]) -> R<Val<'a>> {
+        let mut out = bumpalo::collections::Vec::with_capacity_in(items.len(), self.bump);
+        for i in items {
+            out.push(self.eval(*i)?);
+        }
+        Ok(Val::SetDyn(out.into_bump_slice()))
+    }
+
+    #[inline(never)]
+    fn build_record(&self, fields: &[(StrId, ExprId)]) -> R<Val<'a>> {
+        let mut out = bumpalo::collections::Vec::with_capacity_in(fields.len(), self.bump);
+        for (k, v) in fields {
+            out.push((self.str(*k), self.eval(*v)?));
+        }
+        Ok(Val::RecDyn(out.into_bump_slice()))
+    }
+
+    #[inline(never)]
+    fn like(&self, x: ExprId, pattern: &[PatElem]) -> R<Val<'a>> {
+        match self.eval(x)? {
+            Val::Str(s) => Ok(Val::Bool(wildcard_match(s, pattern))),
+            _ => Err(EvalError),
+        }
+    }
+
+    #[inline(never)]
     fn binary(&self, op: BinOp, x: Val<'a>, y: Val<'a>) -> R<Val<'a>> {
         Ok(match op {
             BinOp::Eq => Val::Bool(self.eq(x, y)),
@@ -423,30 +701,27 @@ impl<'a> Env<'a> {
                 }
             }
             BinOp::In => {
-                let Val::Ent(a) = x else {
+                let Some(a) = x.ent() else {
                     return Err(EvalError);
                 };
-                match y {
-                    Val::Ent(b) => Val::Bool(self.in_one(a, b)),
-                    Val::Set(s) => {
-                        // Every element must be an entity, or the whole `in` is an error.
-                        if self.set_any(s, |v| !matches!(v, Val::Ent(_))) {
-                            return Err(EvalError);
-                        }
-                        Val::Bool(self.set_any(s, |v| match v {
-                            Val::Ent(b) => self.in_one(a, b),
-                            _ => false,
-                        }))
+                if let Some(b) = y.ent() {
+                    Val::Bool(self.in_one(a, b))
+                } else if let Some(s) = y.set() {
+                    // Every element must be an entity, or the whole `in` is an error.
+                    if self.set_any(s, |v| v.ent().is_none()) {
+                        return Err(EvalError);
                     }
-                    _ => return Err(EvalError),
+                    Val::Bool(self.set_any(s, |v| v.ent().is_some_and(|b| self.in_one(a, b))))
+                } else {
+                    return Err(EvalError);
                 }
             }
-            BinOp::Contains => match x {
-                Val::Set(s) => Val::Bool(self.set_contains(s, y)),
-                _ => return Err(EvalError),
+            BinOp::Contains => match x.set() {
+                Some(s) => Val::Bool(self.set_contains(s, y)),
+                None => return Err(EvalError),
             },
             BinOp::ContainsAll | BinOp::ContainsAny => {
-                let (Val::Set(a), Val::Set(b)) = (x, y) else {
+                let (Some(a), Some(b)) = (x.set(), y.set()) else {
                     return Err(EvalError);
                 };
                 if op == BinOp::ContainsAll {

@@ -131,6 +131,18 @@ pub enum Expr {
     Is(ExprId, TypeId),
     Set(Vec<ExprId>),
     Record(Vec<(StrId, ExprId)>),
+    // Fused forms of the commonest shapes (the compiler emits them; same semantics as
+    // the expansion in the comment, fewer nodes to walk):
+    /// `var.attr`
+    VarAttr(Var, StrId),
+    /// `var has attr`
+    VarHas(Var, StrId),
+    /// `x == literal` (either side; a literal never errors, so the order is immaterial)
+    EqLit(ExprId, ValueId),
+    /// `x in Entity::"literal"`
+    InEntity(ExprId, EntityIdx),
+    /// `var is Type`
+    VarIs(Var, TypeId),
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]

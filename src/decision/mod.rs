@@ -25,6 +25,7 @@ pub mod context;
 pub mod eval;
 pub mod ir;
 pub mod registry;
+pub mod vm;
 
 pub use bundle::{Bundle, BundleError, BundleMeta};
 pub use context::{Context, CtxValue, EntityUid, OwnedContext, OwnedValue, Request};

@@ -153,15 +153,17 @@ fn push_scalar(out: &mut Vec<u8>, v: Scalar<'_>) {
 /// never add a path segment (`../`), a query or a fragment.
 pub fn percent_encode(out: &mut Vec<u8>, s: &[u8]) {
     const HEX: &[u8; 16] = b"0123456789ABCDEF";
-    for &b in s {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-            out.push(b);
-        } else {
-            out.push(b'%');
-            out.push(HEX[(b >> 4) as usize]);
-            out.push(HEX[(b & 15) as usize]);
+    let unreserved = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~');
+    let mut start = 0;
+    for (i, &b) in s.iter().enumerate() {
+        if unreserved(b) {
+            continue;
         }
+        out.extend_from_slice(&s[start..i]);
+        start = i + 1;
+        out.extend_from_slice(&[b'%', HEX[(b >> 4) as usize], HEX[(b & 15) as usize]]);
     }
+    out.extend_from_slice(&s[start..]);
 }
 
 #[cfg(test)]
