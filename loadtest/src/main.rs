@@ -1,6 +1,504 @@
-//! `portcullis-loadtest`: open-loop load generator (issue #5 builds it).
+//! `portcullis-loadtest`: the command line over the load-test library. Parsing and
+//! messages only; the work is in the library's modules.
 
-fn main() -> std::process::ExitCode {
-    eprintln!("portcullis-loadtest: the load generator is not built yet (tracked in issue #5)");
-    std::process::ExitCode::FAILURE
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use portcullis_loadtest::backend::{self, BackendConfig};
+use portcullis_loadtest::compare::{self, CompareConfig, CpuPlan, GatewayUnderTest, OtherProxy};
+use portcullis_loadtest::generator::{self, Mode, RunConfig, Target};
+use portcullis_loadtest::report::{self, Stats};
+use portcullis_loadtest::setup::{self, GatewaySettings};
+use portcullis_loadtest::workload::{self, Mix};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Load generator for Portcullis: open-loop constant-rate runs (latency measured from each
+/// request's intended send time, so coordinated omission is corrected), closed-loop
+/// maximum-throughput runs, a realistic agent-fleet workload, built-in backends, and
+/// interleaved comparisons of direct, Portcullis and other proxies.
+#[derive(Parser)]
+#[command(name = "portcullis-loadtest", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Compare direct, Portcullis and other proxies in one interleaved run. With no
+    /// options: starts the built-in backend and a gateway in this process and measures
+    /// both at a few rates and at maximum throughput.
+    Compare(CompareArgs),
+    /// Measure one target (a running gateway, a backend, another proxy).
+    Run(RunArgs),
+    /// Run the built-in backend: the example tools' HTTP routes and an MCP server.
+    Backend(BackendArgs),
+    /// Write a gateway deployment (issuer key, vault, configuration) in front of a
+    /// backend address, for a gateway run as its own process: `portcullis serve --config
+    /// DIR/gateway.toml`.
+    Setup(SetupArgs),
+}
+
+fn duration(s: &str) -> Result<Duration, String> {
+    portcullis::clock::parse_duration(s)
+}
+
+fn cpu_list(s: &str) -> Result<Vec<usize>, String> {
+    if s == "none" {
+        return Ok(Vec::new());
+    }
+    s.split(',')
+        .map(|c| {
+            c.trim()
+                .parse::<usize>()
+                .map_err(|_| format!("`{c}` is not a CPU number"))
+        })
+        .collect()
+}
+
+/// `NAME=HOST:PORT`
+fn named_addr(s: &str) -> Result<(String, SocketAddr), String> {
+    let (name, addr) = s
+        .split_once('=')
+        .ok_or("expected NAME=HOST:PORT, e.g. nginx=127.0.0.1:18081")?;
+    let addr = addr.parse().map_err(|e| format!("`{addr}`: {e}"))?;
+    if name.is_empty() {
+        return Err("the name before `=` is empty".into());
+    }
+    Ok((name.to_owned(), addr))
+}
+
+/// `NAME=PID[,PID...]`
+fn named_pids(s: &str) -> Result<(String, Vec<u32>), String> {
+    let (name, pids) = s.split_once('=').ok_or("expected NAME=PID[,PID...]")?;
+    let pids = pids
+        .split(',')
+        .map(|p| {
+            p.trim()
+                .parse::<u32>()
+                .map_err(|_| format!("`{p}` is not a process id"))
+        })
+        .collect::<Result<_, _>>()?;
+    Ok((name.to_owned(), pids))
+}
+
+#[derive(Args)]
+struct Shape {
+    /// Length of each measured run.
+    #[arg(long, default_value = "10s", value_parser = duration)]
+    duration: Duration,
+    /// Keep-alive connections (open loop).
+    #[arg(long, default_value_t = 64)]
+    connections: usize,
+    /// Generator threads (each a monoio runtime with its share of the connections).
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+    /// Longest wait for an answer; slower ones count as `timeout` errors.
+    #[arg(long, default_value = "5s", value_parser = duration)]
+    timeout: Duration,
+    /// Distinct envelopes (agents) the workload uses.
+    #[arg(long, default_value_t = 500)]
+    envelopes: usize,
+    /// Write results (.hgrm, JSON, SVG) into this directory.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// No progress line.
+    #[arg(long)]
+    quiet: bool,
+}
+
+#[derive(Args)]
+struct CompareArgs {
+    /// Open-loop rates to measure, requests per second.
+    #[arg(long, value_delimiter = ',', default_value = "2000,5000,10000,20000")]
+    rates: Vec<f64>,
+    /// Skip the closed-loop maximum-throughput run.
+    #[arg(long)]
+    no_max: bool,
+    /// Connections for the maximum-throughput run.
+    #[arg(long, default_value_t = 32)]
+    max_connections: usize,
+    /// Times each target runs at each load (interleaved, the order rotating).
+    #[arg(long, default_value_t = 1)]
+    rounds: usize,
+    /// Another proxy in front of the built-in backend, as NAME=HOST:PORT (repeatable).
+    /// It must forward `GET /contracts/{id}` and the `Authorization` header unchanged.
+    #[arg(long = "proxy", value_parser = named_addr)]
+    proxies: Vec<(String, SocketAddr)>,
+    /// Process ids whose CPU time is a target's, as NAME=PID[,PID...] (for `--proxy`
+    /// targets and an external gateway named `portcullis`).
+    #[arg(long = "pids", value_parser = named_pids)]
+    pids: Vec<(String, Vec<u32>)>,
+    /// Where the built-in backend listens (a fixed port lets another proxy be
+    /// configured in front of it).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    backend_listen: SocketAddr,
+    /// Backend worker threads.
+    #[arg(long, default_value_t = 1)]
+    backend_threads: usize,
+    /// Use a gateway already running at this address (started from `setup --out DIR`)
+    /// instead of one in this process; needs --deployment.
+    #[arg(long, requires = "deployment")]
+    gateway: Option<SocketAddr>,
+    /// The deployment directory the external gateway runs from.
+    #[arg(long)]
+    deployment: Option<PathBuf>,
+    /// Worker threads of the in-process gateway.
+    #[arg(long, default_value_t = 1)]
+    gateway_cores: usize,
+    /// CPUs for the in-process gateway ("none": unpinned). Default: CPU 0.
+    #[arg(long, value_parser = cpu_list)]
+    gateway_cpus: Option<Vec<usize>>,
+    /// CPUs for the backend. Default: CPU 0, beside the proxy under test.
+    #[arg(long, value_parser = cpu_list)]
+    backend_cpus: Option<Vec<usize>>,
+    /// CPUs for the load generator. Default: the last CPU.
+    #[arg(long, value_parser = cpu_list)]
+    client_cpus: Option<Vec<usize>>,
+    #[command(flatten)]
+    shape: Shape,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum WorkloadKind {
+    /// The agent-fleet mix through a gateway: allowed, denied (each reason), invalid and
+    /// expired envelopes, delegated agents, MCP and plain HTTP (needs --deployment).
+    Fleet,
+    /// Allowed `contracts.read` calls through a gateway (needs --deployment).
+    Allowed,
+    /// The backend's own route, `GET /contracts/contract_7781`, with the credential: for
+    /// the backend itself or a plain proxy in front of it.
+    Direct,
+}
+
+#[derive(Args)]
+struct RunArgs {
+    /// Address to send to.
+    #[arg(long)]
+    target: SocketAddr,
+    /// What to send.
+    #[arg(long, value_enum, default_value = "fleet")]
+    workload: WorkloadKind,
+    /// Deployment directory (from `setup`): the issuer key the gateway trusts and the
+    /// backend's credentials.
+    #[arg(long)]
+    deployment: Option<PathBuf>,
+    /// Credential to send with `--workload direct` when there is no deployment.
+    #[arg(long)]
+    credential: Option<String>,
+    /// Open-loop rate, requests per second.
+    #[arg(long, conflicts_with = "closed")]
+    rate: Option<f64>,
+    /// Closed loop: each connection sends as soon as its previous answer arrives.
+    #[arg(long)]
+    closed: bool,
+    /// CPUs to pin the generator threads to.
+    #[arg(long, value_parser = cpu_list)]
+    cpus: Option<Vec<usize>>,
+    /// Name of the target in the report and output files.
+    #[arg(long, default_value = "target")]
+    name: String,
+    /// Percent of calls the fleet mix expects to be denied by scope, purpose or policy.
+    #[arg(long, default_value_t = 15)]
+    denied_pct: u32,
+    /// Percent with an expired or malformed envelope.
+    #[arg(long, default_value_t = 2)]
+    invalid_pct: u32,
+    /// Percent of allowed calls made over MCP.
+    #[arg(long, default_value_t = 20)]
+    mcp_pct: u32,
+    /// Percent of the envelopes that belong to delegated sub-agents.
+    #[arg(long, default_value_t = 20)]
+    delegated_pct: u32,
+    /// Approximate request body size, bytes.
+    #[arg(long, default_value_t = 512)]
+    body_bytes: usize,
+    #[command(flatten)]
+    shape: Shape,
+}
+
+#[derive(Args)]
+struct BackendArgs {
+    #[arg(long, default_value = "127.0.0.1:18080")]
+    listen: SocketAddr,
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+    /// Time spent on each request before answering (millisecond resolution).
+    #[arg(long, default_value = "0ms", value_parser = duration)]
+    service_time: Duration,
+    /// Require the credentials of this deployment (from `setup`), as the gateway injects
+    /// them; without it any credential is accepted.
+    #[arg(long)]
+    deployment: Option<PathBuf>,
+    /// CPUs to pin the backend's threads to.
+    #[arg(long, value_parser = cpu_list)]
+    cpus: Option<Vec<usize>>,
+}
+
+#[derive(Args)]
+struct SetupArgs {
+    /// Directory to write (gateway.toml, jwks.json, issuer.pem, vault.json, vault.key, ...).
+    #[arg(long)]
+    out: PathBuf,
+    /// The backend's address (`portcullis-loadtest backend --listen`).
+    #[arg(long, default_value = "127.0.0.1:18080")]
+    backend: SocketAddr,
+    /// The gateway's listen address.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    #[arg(long, default_value = "127.0.0.1:9090")]
+    admin_listen: SocketAddr,
+    /// Gateway worker threads.
+    #[arg(long, default_value_t = 1)]
+    cores: usize,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let r = match cli.cmd {
+        Cmd::Compare(a) => cmd_compare(a),
+        Cmd::Run(a) => cmd_run(a),
+        Cmd::Backend(a) => cmd_backend(a),
+        Cmd::Setup(a) => cmd_setup(a),
+    };
+    match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("portcullis-loadtest: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn cmd_compare(a: CompareArgs) -> Result<(), String> {
+    if a.rates.iter().any(|r| !(r.is_finite() && *r > 0.0)) {
+        return Err("--rates: every rate must be a positive number of requests per second".into());
+    }
+    let pids_of = |name: &str| {
+        a.pids
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, p)| p.clone())
+            .unwrap_or_default()
+    };
+    for (name, _) in &a.pids {
+        if name != "portcullis" && !a.proxies.iter().any(|(n, _)| n == name) {
+            return Err(format!(
+                "--pids {name}=...: no --proxy or gateway is named `{name}`"
+            ));
+        }
+    }
+    let gateway = match (a.gateway, &a.deployment) {
+        (Some(addr), Some(d)) => GatewayUnderTest::External {
+            addr,
+            deployment: d.clone(),
+            pids: pids_of("portcullis"),
+        },
+        (None, Some(_)) => {
+            return Err(
+                "--deployment is for an external gateway: give its address with --gateway".into(),
+            );
+        }
+        _ => GatewayUnderTest::InProcess {
+            cores: a.gateway_cores.max(1),
+        },
+    };
+    let n = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let d = CpuPlan::default_for(n);
+    for c in [&a.gateway_cpus, &a.backend_cpus, &a.client_cpus]
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        if *c >= n {
+            return Err(format!(
+                "CPU {c} does not exist: this machine has CPUs 0..{}",
+                n - 1
+            ));
+        }
+    }
+    let cfg = CompareConfig {
+        rates: a.rates,
+        max: !a.no_max,
+        duration: a.shape.duration,
+        rounds: a.rounds.max(1),
+        connections: a.shape.connections,
+        max_connections: a.max_connections,
+        threads: a.shape.threads,
+        timeout: a.shape.timeout,
+        envelopes: a.shape.envelopes,
+        backend_listen: a.backend_listen,
+        backend_threads: a.backend_threads,
+        gateway,
+        proxies: a
+            .proxies
+            .iter()
+            .map(|(name, addr)| OtherProxy {
+                name: name.clone(),
+                addr: *addr,
+                pids: pids_of(name),
+            })
+            .collect(),
+        cpus: CpuPlan {
+            gateway: a.gateway_cpus.unwrap_or(d.gateway),
+            backend: a.backend_cpus.unwrap_or(d.backend),
+            client: a.client_cpus.unwrap_or(d.client),
+        },
+        out: a.shape.out,
+        progress: !a.shape.quiet,
+    };
+    compare::compare(&cfg)
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
+fn cmd_run(a: RunArgs) -> Result<(), String> {
+    let deployment = a
+        .deployment
+        .as_deref()
+        .map(setup::load_deployment)
+        .transpose()
+        .map_err(|e| e.to_string())?;
+    let host = a.target.to_string();
+    let templates = match (a.workload, &deployment) {
+        (WorkloadKind::Fleet, Some(d)) => {
+            let mix = Mix {
+                denied_pct: a.denied_pct,
+                invalid_pct: a.invalid_pct,
+                mcp_pct: a.mcp_pct,
+                delegated_pct: a.delegated_pct,
+                envelopes: a.shape.envelopes,
+                body_bytes: a.body_bytes,
+            };
+            if mix.denied_pct + mix.invalid_pct > 100
+                || mix.mcp_pct > 100
+                || mix.delegated_pct > 100
+            {
+                return Err("the mix's percentages must each be at most 100, and denied + invalid at most 100".into());
+            }
+            workload::gateway_templates(&d.issuer, &host, &mix)
+        }
+        (WorkloadKind::Allowed, Some(d)) => {
+            workload::gateway_allowed(&d.issuer, &host, a.shape.envelopes)
+        }
+        (WorkloadKind::Direct, d) => {
+            let cred = a
+                .credential
+                .clone()
+                .or_else(|| d.as_ref().map(|d| d.records_credential.clone()));
+            workload::direct_allowed(&host, cred.as_deref().unwrap_or("none"))
+        }
+        (_, None) => {
+            return Err("--workload fleet and allowed need --deployment DIR (from `portcullis-loadtest setup`): the issuer key the gateway trusts".into());
+        }
+    };
+    let target = Target {
+        name: a.name.clone(),
+        addr: a.target,
+        templates: Arc::new(templates),
+    };
+    let status = generator::probe(&target)
+        .map_err(|e| format!("{} at {}: {e}", target.name, target.addr))?;
+    eprintln!(
+        "{} at {} is up (a probe call answered {status}); warming up",
+        target.name, target.addr
+    );
+    generator::warm_up(&target);
+    let mode = match (a.rate, a.closed) {
+        (Some(r), _) if r.is_finite() && r > 0.0 => Mode::Open(r),
+        (Some(_), _) => {
+            return Err("--rate must be a positive number of requests per second".into());
+        }
+        (None, true) => Mode::Closed,
+        (None, false) => {
+            return Err("give --rate R (open loop) or --closed (maximum throughput)".into());
+        }
+    };
+    let cfg = RunConfig {
+        duration: a.shape.duration,
+        connections: a.shape.connections,
+        threads: a.shape.threads,
+        mode,
+        timeout: a.shape.timeout,
+        cpus: a.cpus.unwrap_or_default(),
+    };
+    let stats: Stats = generator::run(&target, &cfg, !a.shape.quiet);
+    println!("{}", Stats::table_header());
+    println!("{}", stats.table_row());
+    print!("{}", stats.details());
+    if let Some(out) = &a.shape.out {
+        let files =
+            report::write_run(out, &stats).map_err(|e| format!("{}: {e}", out.display()))?;
+        for f in files {
+            eprintln!("wrote {}", f.display());
+        }
+    }
+    Ok(())
+}
+
+fn cmd_backend(a: BackendArgs) -> Result<(), String> {
+    let mut cfg = match &a.deployment {
+        Some(d) => {
+            let (records, mcp) = setup::load_backend_credentials(d).map_err(|e| e.to_string())?;
+            BackendConfig::checking(&records, &mcp)
+        }
+        None => BackendConfig {
+            records_auth: None,
+            mcp_auth: None,
+            service_time: Duration::ZERO,
+            force_status: None,
+        },
+    };
+    cfg.service_time = a.service_time;
+    if let Some(cpus) = &a.cpus {
+        let _ = monoio::utils::bind_to_cpu_set(cpus.iter().copied());
+    }
+    let h = backend::start(a.listen, a.threads, cfg)
+        .map_err(|e| format!("cannot listen on {}: {e}", a.listen))?;
+    eprintln!(
+        "built-in backend on http://{} ({} thread(s), {} driver); {}; Ctrl-C stops it",
+        h.addr,
+        a.threads,
+        h.driver.name(),
+        if a.deployment.is_some() {
+            "checking the deployment's credentials"
+        } else {
+            "accepting any credential"
+        }
+    );
+    for t in h.threads {
+        let _ = t.join();
+    }
+    Ok(())
+}
+
+fn cmd_setup(a: SetupArgs) -> Result<(), String> {
+    let d = setup::write_deployment(
+        &a.out,
+        &GatewaySettings {
+            listen: a.listen,
+            admin_listen: a.admin_listen,
+            cores: a.cores.max(1),
+            backend: a.backend,
+            audit_on_full: "deny".into(),
+        },
+    )
+    .map_err(|e| e.to_string())?;
+    let dir = d.dir.display();
+    println!("wrote a load-test deployment to {dir}");
+    println!(
+        "  backend:  portcullis-loadtest backend --listen {} --deployment {dir}",
+        a.backend
+    );
+    println!(
+        "  gateway:  portcullis serve --config {}",
+        d.config.display()
+    );
+    println!(
+        "  load:     portcullis-loadtest run --target {} --deployment {dir} --rate 5000",
+        a.listen
+    );
+    Ok(())
 }

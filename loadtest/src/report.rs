@@ -1,0 +1,416 @@
+//! Results: latencies in an HDR histogram (nanoseconds, three significant digits), counts
+//! of outcomes (answers, denials by reason) and errors by kind, and their renderings: a
+//! percentile table, HdrHistogram's `.hgrm` percentile distribution, a JSON summary and an
+//! SVG latency-by-percentile plot.
+
+use hdrhistogram::Histogram;
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::time::Duration;
+
+/// The percentiles every report shows.
+pub const PERCENTILES: [f64; 6] = [50.0, 90.0, 99.0, 99.9, 99.99, 100.0];
+
+#[derive(Debug, Clone)]
+pub struct Stats {
+    pub name: String,
+    pub hist: Histogram<u64>,
+    pub sent: u64,
+    /// Answered with 2xx and no denial.
+    pub ok: u64,
+    /// Expected refusals, by the gateway's reason.
+    pub denials: BTreeMap<String, u64>,
+    /// Failures, by kind (`connect_refused`, `reset`, `timeout`, `http_5xx`, ...).
+    pub errors: BTreeMap<String, u64>,
+    /// Answers that were not what the workload expected of the request ("expected
+    /// drift, got allow"): a wrong decision, or a wrong workload.
+    pub unexpected: BTreeMap<String, u64>,
+    /// Requests sent more than a millisecond after their intended time: the generator
+    /// (or the connection count) could not keep up with the schedule.
+    pub late_sends: u64,
+    pub elapsed: Duration,
+}
+
+impl Stats {
+    pub fn new(name: &str) -> Stats {
+        Stats {
+            name: name.into(),
+            hist: Histogram::new_with_bounds(1, 3_600_000_000_000, 3)
+                .expect("valid histogram bounds"),
+            sent: 0,
+            ok: 0,
+            denials: BTreeMap::new(),
+            errors: BTreeMap::new(),
+            unexpected: BTreeMap::new(),
+            late_sends: 0,
+            elapsed: Duration::ZERO,
+        }
+    }
+
+    pub fn record(&mut self, latency: Duration) {
+        self.hist
+            .saturating_record(latency.as_nanos().max(1) as u64);
+    }
+
+    pub fn error(&mut self, kind: &str) {
+        *self.errors.entry(kind.into()).or_default() += 1;
+    }
+
+    pub fn denial(&mut self, reason: &str) {
+        *self.denials.entry(reason.into()).or_default() += 1;
+    }
+
+    pub fn merge(&mut self, o: &Stats) {
+        let _ = self.hist.add(&o.hist);
+        self.sent += o.sent;
+        self.ok += o.ok;
+        self.late_sends += o.late_sends;
+        for (k, v) in &o.denials {
+            *self.denials.entry(k.clone()).or_default() += v;
+        }
+        for (k, v) in &o.errors {
+            *self.errors.entry(k.clone()).or_default() += v;
+        }
+        for (k, v) in &o.unexpected {
+            *self.unexpected.entry(k.clone()).or_default() += v;
+        }
+        self.elapsed = self.elapsed.max(o.elapsed);
+    }
+
+    /// Adds another run of the same target (a later round): counts and histograms add
+    /// up, and so do the run times, so throughput stays completed / time spent.
+    pub fn merge_run(&mut self, o: &Stats) {
+        let elapsed = self.elapsed + o.elapsed;
+        self.merge(o);
+        self.elapsed = elapsed;
+    }
+
+    pub fn completed(&self) -> u64 {
+        self.hist.len()
+    }
+
+    pub fn throughput(&self) -> f64 {
+        if self.elapsed.is_zero() {
+            0.0
+        } else {
+            self.completed() as f64 / self.elapsed.as_secs_f64()
+        }
+    }
+
+    /// Latency at percentile `p` (0..=100), in microseconds.
+    pub fn us(&self, p: f64) -> f64 {
+        if self.hist.is_empty() {
+            return 0.0;
+        }
+        let v = if p >= 100.0 {
+            self.hist.max()
+        } else {
+            self.hist.value_at_quantile(p / 100.0)
+        };
+        v as f64 / 1e3
+    }
+
+    pub fn table_row(&self) -> String {
+        let mut s = format!("{:<12} {:>9.0}/s ", self.name, self.throughput());
+        for p in PERCENTILES {
+            let _ = write!(s, "{:>10.1}", self.us(p));
+        }
+        let errors: u64 = self.errors.values().sum();
+        let denied: u64 = self.denials.values().sum();
+        let _ = write!(s, "  ok {} denied {} errors {}", self.ok, denied, errors);
+        s
+    }
+
+    /// Denials by reason, errors by kind, unexpected answers and late sends, a line each.
+    pub fn details(&self) -> String {
+        let list = |m: &BTreeMap<String, u64>| {
+            m.iter()
+                .map(|(k, v)| format!("{k} {v}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let mut o = String::new();
+        if !self.denials.is_empty() {
+            let _ = writeln!(o, "  denied by reason: {}", list(&self.denials));
+        }
+        if !self.errors.is_empty() {
+            let _ = writeln!(o, "  errors by kind: {}", list(&self.errors));
+        }
+        if !self.unexpected.is_empty() {
+            let _ = writeln!(o, "  UNEXPECTED answers: {}", list(&self.unexpected));
+        }
+        if self.late_sends > 0 {
+            let _ = writeln!(
+                o,
+                "  {} of {} requests were sent over 1 ms late (the generator or its connections could not keep the schedule; latency still counts from the intended time)",
+                self.late_sends, self.sent
+            );
+        }
+        o
+    }
+
+    pub fn table_header() -> String {
+        let mut s = format!("{:<12} {:>11} ", "target", "throughput");
+        for p in PERCENTILES {
+            let label = if p >= 100.0 {
+                "max µs".to_string()
+            } else {
+                format!("p{p} µs")
+            };
+            let _ = write!(s, "{label:>10}");
+        }
+        s
+    }
+
+    /// HdrHistogram's percentile distribution text (what its plotter reads), in
+    /// microseconds.
+    pub fn hgrm(&self) -> String {
+        let mut o = String::new();
+        let _ = writeln!(
+            o,
+            "{:>12} {:>14} {:>10} {:>14}\n",
+            "Value", "Percentile", "TotalCount", "1/(1-Percentile)"
+        );
+        let mut total = 0u64;
+        for v in self.hist.iter_quantiles(5) {
+            total += v.count_since_last_iteration();
+            let q = v.quantile_iterated_to();
+            let inv = if q < 1.0 {
+                format!("{:>14.2}", 1.0 / (1.0 - q))
+            } else {
+                format!("{:>14}", "inf")
+            };
+            let _ = writeln!(
+                o,
+                "{:>12.3} {:>14.12} {:>10} {inv}",
+                v.value_iterated_to() as f64 / 1e3,
+                q,
+                total
+            );
+        }
+        let _ = writeln!(
+            o,
+            "#[Mean    = {:>12.3}, StdDeviation   = {:>12.3}]",
+            self.hist.mean() / 1e3,
+            self.hist.stdev() / 1e3
+        );
+        let _ = writeln!(
+            o,
+            "#[Max     = {:>12.3}, Total count    = {:>12}]",
+            self.hist.max() as f64 / 1e3,
+            self.hist.len()
+        );
+        let _ = writeln!(
+            o,
+            "#[Buckets = {:>12}, SubBuckets     = {:>12}]",
+            self.hist.buckets(),
+            self.hist.distinct_values()
+        );
+        o
+    }
+
+    pub fn to_json(&self) -> Value {
+        let pct: BTreeMap<String, f64> = PERCENTILES
+            .iter()
+            .map(|p| (percentile_key(*p), self.us(*p)))
+            .collect();
+        json!({
+            "target": self.name,
+            "sent": self.sent,
+            "completed": self.completed(),
+            "ok": self.ok,
+            "throughput_per_s": self.throughput(),
+            "elapsed_s": self.elapsed.as_secs_f64(),
+            "latency_us": pct,
+            "mean_us": self.hist.mean() / 1e3,
+            "denials": self.denials,
+            "errors": self.errors,
+            "unexpected": self.unexpected,
+            "late_sends": self.late_sends,
+        })
+    }
+}
+
+/// Writes one run's `.hgrm`, JSON summary and SVG plot into `out`, named after the target.
+pub fn write_run(out: &std::path::Path, stats: &Stats) -> std::io::Result<Vec<std::path::PathBuf>> {
+    std::fs::create_dir_all(out)?;
+    let mut written = Vec::new();
+    let mut json = stats.to_json();
+    json["machine"] = machine();
+    for (ext, body) in [
+        ("hgrm", stats.hgrm()),
+        (
+            "json",
+            serde_json::to_string_pretty(&json).unwrap_or_default(),
+        ),
+        (
+            "svg",
+            svg(&format!("Latency by percentile: {}", stats.name), &[stats]),
+        ),
+    ] {
+        let p = out.join(format!("{}.{ext}", stats.name));
+        std::fs::write(&p, body)?;
+        written.push(p);
+    }
+    Ok(written)
+}
+
+/// `p50`, `p99.9`, ..., `max`: the keys of percentiles in JSON outputs.
+pub fn percentile_key(p: f64) -> String {
+    if p >= 100.0 {
+        "max".into()
+    } else {
+        format!("p{p}")
+    }
+}
+
+/// What the numbers were measured on: CPU model, CPU count, kernel.
+pub fn machine() -> Value {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("model name")
+                .and_then(|r| r.split_once(':'))
+                .map(|(_, m)| m.trim().to_owned())
+        })
+        .unwrap_or_default();
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    json!({
+        "cpu": model,
+        "cpus": std::thread::available_parallelism().map_or(1, |n| n.get()),
+        "kernel": kernel.trim(),
+    })
+}
+
+/// An SVG plot of latency against percentile (log scale, 0%..99.999%) for each series.
+pub fn svg(title: &str, series: &[&Stats]) -> String {
+    let (w, h, ml, mr, mt, mb) = (900.0f64, 520.0f64, 70.0, 20.0, 40.0, 60.0);
+    let pw = w - ml - mr;
+    let ph = h - mt - mb;
+    let max_x = 5.0f64; // 99.999%
+    let mut max_us = 1.0f64;
+    for s in series {
+        max_us = max_us.max(s.us(99.999));
+    }
+    let ymax = max_us * 1.1;
+    let x = |q: f64| ml + (-(1.0 - q).max(1e-5).log10()).min(max_x) / max_x * pw;
+    let y = |us: f64| mt + ph - (us / ymax).min(1.0) * ph;
+    let colors = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd"];
+    let mut o = String::new();
+    let _ = write!(
+        o,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="12">"#
+    );
+    let _ = write!(
+        o,
+        r#"<rect width="100%" height="100%" fill="white"/><text x="{}" y="24" font-size="15" text-anchor="middle">{}</text>"#,
+        w / 2.0,
+        xml(title)
+    );
+    for (i, label) in ["0%", "90%", "99%", "99.9%", "99.99%", "99.999%"]
+        .iter()
+        .enumerate()
+    {
+        let px = ml + i as f64 / max_x * pw;
+        let _ = write!(
+            o,
+            r##"<line x1="{px}" y1="{mt}" x2="{px}" y2="{}" stroke="#ddd"/><text x="{px}" y="{}" text-anchor="middle">{label}</text>"##,
+            mt + ph,
+            mt + ph + 18.0
+        );
+    }
+    for i in 0..=5 {
+        let v = ymax * i as f64 / 5.0;
+        let py = y(v);
+        let _ = write!(
+            o,
+            r##"<line x1="{ml}" y1="{py}" x2="{}" y2="{py}" stroke="#eee"/><text x="{}" y="{}" text-anchor="end">{:.0}</text>"##,
+            ml + pw,
+            ml - 6.0,
+            py + 4.0,
+            v
+        );
+    }
+    let _ = write!(
+        o,
+        r#"<text x="{}" y="{}" text-anchor="middle">percentile</text>"#,
+        ml + pw / 2.0,
+        h - 14.0
+    );
+    let _ = write!(
+        o,
+        r#"<text transform="translate(16,{}) rotate(-90)" text-anchor="middle">latency (µs)</text>"#,
+        mt + ph / 2.0
+    );
+    for (k, s) in series.iter().enumerate() {
+        let color = colors[k % colors.len()];
+        let mut pts = String::new();
+        if !s.hist.is_empty() {
+            for v in s.hist.iter_quantiles(10) {
+                let q = v.quantile_iterated_to();
+                if q > 0.99999 {
+                    break;
+                }
+                let _ = write!(
+                    pts,
+                    "{:.1},{:.1} ",
+                    x(q),
+                    y(v.value_iterated_to() as f64 / 1e3)
+                );
+            }
+        }
+        let _ = write!(
+            o,
+            r#"<polyline fill="none" stroke="{color}" stroke-width="2" points="{pts}"/>"#
+        );
+        let ly = mt + 14.0 + 18.0 * k as f64;
+        let _ = write!(
+            o,
+            r#"<rect x="{}" y="{}" width="12" height="12" fill="{color}"/><text x="{}" y="{}">{}  p50 {:.0} µs  p99 {:.0} µs</text>"#,
+            ml + 12.0,
+            ly - 10.0,
+            ml + 30.0,
+            ly,
+            xml(&s.name),
+            s.us(50.0),
+            s.us(99.0)
+        );
+    }
+    o.push_str("</svg>\n");
+    o
+}
+
+fn xml(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_well_formed_outputs() {
+        let mut s = Stats::new("gateway");
+        for i in 1..=1000u64 {
+            s.record(Duration::from_micros(i));
+        }
+        s.elapsed = Duration::from_secs(1);
+        s.denial("drift");
+        s.error("reset");
+        assert!((s.us(50.0) - 500.0).abs() < 2.0);
+        assert_eq!(s.us(100.0).round(), 1000.0);
+        let h = s.hgrm();
+        assert!(h.lines().next().unwrap().contains("Percentile"));
+        assert!(h.contains("#[Max     ="));
+        let v = s.to_json();
+        assert_eq!(v["completed"], 1000);
+        assert_eq!(v["denials"]["drift"], 1);
+        let svg = svg("t", &[&s]);
+        assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
+        assert!(svg.contains("<polyline"));
+    }
+}
