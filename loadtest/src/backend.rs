@@ -23,6 +23,21 @@ pub struct BackendConfig {
     pub service_time: Duration,
     /// Answer every request with this status instead (for error tests).
     pub force_status: Option<u16>,
+    /// I/O driver (epoll for runs under valgrind, which cannot follow io_uring).
+    pub driver: Driver,
+}
+
+impl Default for BackendConfig {
+    /// Accepts any credential, answers at once, on the best driver available.
+    fn default() -> Self {
+        BackendConfig {
+            records_auth: None,
+            mcp_auth: None,
+            service_time: Duration::ZERO,
+            force_status: None,
+            driver: Driver::Auto,
+        }
+    }
 }
 
 pub struct Backend {
@@ -161,8 +176,7 @@ impl BackendConfig {
         BackendConfig {
             records_auth: Some(format!("Bearer {records}")),
             mcp_auth: Some(format!("Bearer {mcp}")),
-            service_time: Duration::ZERO,
-            force_status: None,
+            ..BackendConfig::default()
         }
     }
 }
@@ -177,11 +191,12 @@ pub fn start(
         idle_timeout: Duration::from_secs(300),
         ..Limits::default()
     };
+    let driver = cfg.driver;
     server::start(
         "loadtest-backend",
         addr,
         workers,
-        Driver::Auto,
+        driver,
         limits,
         move |_| Backend { cfg: cfg.clone() },
     )

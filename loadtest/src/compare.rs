@@ -197,6 +197,7 @@ impl Stack {
                         listen: any,
                         admin_listen: any,
                         cores: *cores,
+                        driver: portcullis::server::Driver::Auto,
                         backend: backend_addr,
                         audit_on_full: "deny".into(),
                     },
@@ -397,7 +398,7 @@ pub fn render_load(label: &str, run: &RunConfig, rounds: usize, row: &[Cell]) ->
     use std::fmt::Write;
     let mode = match run.mode {
         Mode::Open(_) => "open loop",
-        Mode::Closed => "closed loop, maximum throughput",
+        Mode::Closed | Mode::Requests(_) => "closed loop, maximum throughput",
     };
     let mut o = format!(
         "\n== {label} ({mode}; {} connections, {:.0}s x {} round(s) per target) ==\n",

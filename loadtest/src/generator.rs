@@ -23,8 +23,11 @@ use std::time::{Duration, Instant};
 pub enum Mode {
     /// Constant rate, requests per second.
     Open(f64),
-    /// As fast as answers come back.
+    /// As fast as answers come back, for the run's duration.
     Closed,
+    /// As fast as answers come back, until this many requests have been sent (for
+    /// instruction counts: a known number of calls).
+    Requests(u64),
 }
 
 #[derive(Debug, Clone)]
@@ -50,6 +53,8 @@ pub struct Target {
 /// Live counter for the progress line.
 #[derive(Default)]
 pub struct Progress {
+    /// Requests taken from the budget of a `Mode::Requests` run.
+    pub issued: AtomicU64,
     pub done: AtomicU64,
     pub errors: AtomicU64,
 }
@@ -279,6 +284,11 @@ async fn connection(sh: Rc<Shared>, conn_id: u64, stats: Rc<RefCell<Stats>>) {
             let t = sh.schedule.at(i);
             wait_until(t).await;
             t
+        } else if let Mode::Requests(n) = sh.cfg.mode {
+            if sh.progress.issued.fetch_add(1, Ordering::Relaxed) >= n {
+                break;
+            }
+            Instant::now()
         } else {
             let now = Instant::now();
             if now >= sh.deadline {
@@ -323,7 +333,7 @@ pub fn run(target: &Target, cfg: &RunConfig, progress_line: bool) -> Stats {
     let conns = cfg.connections.max(1) as u64;
     let rate = match cfg.mode {
         Mode::Open(r) => r,
-        Mode::Closed => 1.0,
+        Mode::Closed | Mode::Requests(_) => 1.0,
     };
     // Start a little in the future so every thread is ready at the first intended time.
     let lead = Duration::from_millis(50);
@@ -340,6 +350,7 @@ pub fn run(target: &Target, cfg: &RunConfig, progress_line: bool) -> Stats {
         );
         let of = match cfg.mode {
             Mode::Open(_) => format!("/{}", schedule.total),
+            Mode::Requests(n) => format!("/{n}"),
             Mode::Closed => String::new(),
         };
         std::thread::spawn(move || {
@@ -417,7 +428,7 @@ pub fn run(target: &Target, cfg: &RunConfig, progress_line: bool) -> Stats {
     // Open loop: the offered load's window, or longer if answers came in late.
     total.elapsed = match cfg.mode {
         Mode::Open(_) => cfg.duration.max(ran),
-        Mode::Closed => ran,
+        Mode::Closed | Mode::Requests(_) => ran,
     };
     total
 }

@@ -2,6 +2,7 @@
 //! messages only; the work is in the library's modules.
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use portcullis::server::Driver;
 use portcullis_loadtest::backend::{self, BackendConfig};
 use portcullis_loadtest::compare::{self, CompareConfig, CpuPlan, GatewayUnderTest, OtherProxy};
 use portcullis_loadtest::generator::{self, Mode, RunConfig, Target};
@@ -43,6 +44,15 @@ enum Cmd {
 
 fn duration(s: &str) -> Result<Duration, String> {
     portcullis::clock::parse_duration(s)
+}
+
+#[derive(Clone, Copy)]
+struct DriverArg(Driver);
+
+fn driver(s: &str) -> Result<DriverArg, String> {
+    Driver::parse(s)
+        .map(DriverArg)
+        .ok_or_else(|| format!("`{s}`: expected auto, io_uring or legacy"))
 }
 
 fn cpu_list(s: &str) -> Result<Vec<usize>, String> {
@@ -194,9 +204,16 @@ struct RunArgs {
     /// Closed loop: each connection sends as soon as its previous answer arrives.
     #[arg(long)]
     closed: bool,
+    /// Closed loop for exactly this many requests instead of --duration.
+    #[arg(long, conflicts_with = "rate")]
+    requests: Option<u64>,
     /// CPUs to pin the generator threads to.
     #[arg(long, value_parser = cpu_list)]
     cpus: Option<Vec<usize>>,
+    /// A shell command run once the target is warmed up, before measuring (for example
+    /// `callgrind_control -z PID` or starting a profiler); the run waits for it.
+    #[arg(long, value_name = "CMD")]
+    after_warmup: Option<String>,
     /// Name of the target in the report and output files.
     #[arg(long, default_value = "target")]
     name: String,
@@ -235,6 +252,9 @@ struct BackendArgs {
     /// CPUs to pin the backend's threads to.
     #[arg(long, value_parser = cpu_list)]
     cpus: Option<Vec<usize>>,
+    /// I/O driver: auto, io_uring or legacy (epoll; what runs under valgrind).
+    #[arg(long, default_value = "auto", value_parser = driver)]
+    driver: DriverArg,
 }
 
 #[derive(Args)]
@@ -253,6 +273,10 @@ struct SetupArgs {
     /// Gateway worker threads.
     #[arg(long, default_value_t = 1)]
     cores: usize,
+    /// The gateway's I/O driver: auto, io_uring or legacy (epoll; what runs under
+    /// valgrind).
+    #[arg(long, default_value = "auto", value_parser = driver)]
+    driver: DriverArg,
 }
 
 fn main() -> ExitCode {
@@ -355,6 +379,19 @@ fn cmd_compare(a: CompareArgs) -> Result<(), String> {
 }
 
 fn cmd_run(a: RunArgs) -> Result<(), String> {
+    let mode = match (a.rate, a.closed, a.requests) {
+        (Some(r), _, _) if r.is_finite() && r > 0.0 => Mode::Open(r),
+        (Some(_), _, _) => {
+            return Err("--rate must be a positive number of requests per second".into());
+        }
+        (None, _, Some(n)) => Mode::Requests(n),
+        (None, true, None) => Mode::Closed,
+        (None, false, None) => {
+            return Err(
+                "give --rate R (open loop), --closed (maximum throughput) or --requests N".into(),
+            );
+        }
+    };
     let deployment = a
         .deployment
         .as_deref()
@@ -406,16 +443,16 @@ fn cmd_run(a: RunArgs) -> Result<(), String> {
         target.name, target.addr
     );
     generator::warm_up(&target);
-    let mode = match (a.rate, a.closed) {
-        (Some(r), _) if r.is_finite() && r > 0.0 => Mode::Open(r),
-        (Some(_), _) => {
-            return Err("--rate must be a positive number of requests per second".into());
+    if let Some(cmd) = &a.after_warmup {
+        let st = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(cmd)
+            .status()
+            .map_err(|e| format!("--after-warmup: cannot run `{cmd}`: {e}"))?;
+        if !st.success() {
+            return Err(format!("--after-warmup: `{cmd}` failed ({st})"));
         }
-        (None, true) => Mode::Closed,
-        (None, false) => {
-            return Err("give --rate R (open loop) or --closed (maximum throughput)".into());
-        }
-    };
+    }
     let cfg = RunConfig {
         duration: a.shape.duration,
         connections: a.shape.connections,
@@ -444,14 +481,10 @@ fn cmd_backend(a: BackendArgs) -> Result<(), String> {
             let (records, mcp) = setup::load_backend_credentials(d).map_err(|e| e.to_string())?;
             BackendConfig::checking(&records, &mcp)
         }
-        None => BackendConfig {
-            records_auth: None,
-            mcp_auth: None,
-            service_time: Duration::ZERO,
-            force_status: None,
-        },
+        None => BackendConfig::default(),
     };
     cfg.service_time = a.service_time;
+    cfg.driver = a.driver.0;
     if let Some(cpus) = &a.cpus {
         let _ = monoio::utils::bind_to_cpu_set(cpus.iter().copied());
     }
@@ -481,6 +514,7 @@ fn cmd_setup(a: SetupArgs) -> Result<(), String> {
             listen: a.listen,
             admin_listen: a.admin_listen,
             cores: a.cores.max(1),
+            driver: a.driver.0,
             backend: a.backend,
             audit_on_full: "deny".into(),
         },

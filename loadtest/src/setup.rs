@@ -44,6 +44,7 @@ pub struct GatewaySettings {
     pub listen: SocketAddr,
     pub admin_listen: SocketAddr,
     pub cores: usize,
+    pub driver: portcullis::server::Driver,
     pub backend: SocketAddr,
     /// `audit.on_full`: "deny" or "drop".
     pub audit_on_full: String,
@@ -139,6 +140,7 @@ fn gateway_toml(s: &GatewaySettings) -> String {
 [server]
 listen = "{listen}"
 cores = {cores}
+driver = "{driver}"
 
 [envelope]
 jwks = "jwks.json"
@@ -174,6 +176,11 @@ credential_prefix = "Bearer "
 "#,
         listen = s.listen,
         cores = s.cores,
+        driver = match s.driver {
+            portcullis::server::Driver::Auto => "auto",
+            portcullis::server::Driver::IoUring => "io_uring",
+            portcullis::server::Driver::Legacy => "legacy",
+        },
         on_full = s.audit_on_full,
         admin = s.admin_listen,
         backend = s.backend,
@@ -231,6 +238,7 @@ mod tests {
             listen: "127.0.0.1:0".parse().unwrap(),
             admin_listen: "127.0.0.1:0".parse().unwrap(),
             cores: 1,
+            driver: portcullis::server::Driver::Legacy,
             backend: "127.0.0.1:18080".parse().unwrap(),
             audit_on_full: "deny".into(),
         };

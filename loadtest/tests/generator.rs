@@ -12,12 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 fn any_credential() -> BackendConfig {
-    BackendConfig {
-        records_auth: None,
-        mcp_auth: None,
-        service_time: Duration::ZERO,
-        force_status: None,
-    }
+    BackendConfig::default()
 }
 
 fn direct(addr: SocketAddr) -> Target {

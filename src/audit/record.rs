@@ -43,24 +43,26 @@ pub struct Record<'a> {
     pub via: &'a str,
 }
 
+/// `,"name":` — field names are this module's own identifiers, never escaped.
+fn key(out: &mut Vec<u8>, name: &str) {
+    out.extend_from_slice(b",\"");
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(b"\":");
+}
+
 fn field(out: &mut Vec<u8>, name: &str, v: &str) {
-    out.push(b',');
-    json_str(out, name);
-    out.push(b':');
+    key(out, name);
     json_str(out, v);
 }
 
 fn num(out: &mut Vec<u8>, name: &str, v: u64) {
-    out.push(b',');
-    json_str(out, name);
-    out.push(b':');
+    key(out, name);
     push_u64(out, v);
 }
 
 fn list<S: AsRef<str>>(out: &mut Vec<u8>, name: &str, v: &[S]) {
-    out.push(b',');
-    json_str(out, name);
-    out.extend_from_slice(b":[");
+    key(out, name);
+    out.push(b'[');
     for (i, s) in v.iter().enumerate() {
         if i > 0 {
             out.push(b',');

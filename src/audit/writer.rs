@@ -112,9 +112,14 @@ pub fn run(
         match rx.recv_timeout(wait) {
             Ok(super::Msg::Batch(batch)) => {
                 depth.fetch_sub(1, Ordering::Relaxed);
-                for body in batch.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
-                    chain.append(body, &mut out);
-                    stats.lines.fetch_add(1, Ordering::Relaxed);
+                // memchr: a byte-by-byte split cost ~2 instructions a byte here.
+                let mut from = 0;
+                for end in memchr::memchr_iter(b'\n', &batch).chain([batch.len()]) {
+                    if end > from {
+                        chain.append(&batch[from..end], &mut out);
+                        stats.lines.fetch_add(1, Ordering::Relaxed);
+                    }
+                    from = end + 1;
                 }
                 if let Err(e) = seg.file.write_all(&out) {
                     stats.write_errors.fetch_add(1, Ordering::Relaxed);

@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# Direct vs Portcullis vs nginx, in one interleaved run.
+#
+# Installs nginx if it is missing (Debian/Ubuntu: apt-get), starts it as a plain reverse
+# proxy (no authorization at all, one worker, keep-alive to the upstream, no access log)
+# in front of the load test's built-in backend on loopback, and runs
+# `portcullis-loadtest compare` with it as a third target. nginx's worker is pinned to
+# the same CPU as the gateway, and its CPU time is read for the per-core figures.
+#
+#   loadtest/compare-nginx.sh                       # default rates, 10 s per run
+#   loadtest/compare-nginx.sh --rates 5000,20000 --duration 20s --rounds 3 --out results
+#
+# Every argument is passed to `portcullis-loadtest compare`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+BACKEND=127.0.0.1:${BACKEND_PORT:-18080}
+NGINX_LISTEN=127.0.0.1:${NGINX_PORT:-18081}
+NGINX_CPU=${NGINX_CPU:-0}
+
+if ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ]; then
+    echo "nginx is not installed; installing it with apt-get" >&2
+    if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi
+    $SUDO apt-get install -y nginx-light >/dev/null 2>&1 \
+        || { $SUDO apt-get update >/dev/null && $SUDO apt-get install -y nginx-light >/dev/null; } \
+        || $SUDO apt-get install -y nginx >/dev/null
+fi
+NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+
+work=$(mktemp -d)
+cleanup() {
+    if [ -f "$work/nginx.pid" ]; then kill "$(cat "$work/nginx.pid")" 2>/dev/null || true; fi
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+mkdir -p "$work/logs"
+mask=1
+for ((i = 0; i < NGINX_CPU; i++)); do mask="${mask}0"; done
+cat >"$work/nginx.conf" <<EOF
+worker_processes 1;
+worker_cpu_affinity $mask;
+pid $work/nginx.pid;
+error_log $work/logs/error.log warn;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    upstream backend {
+        server $BACKEND;
+        keepalive 256;
+    }
+    server {
+        listen $NGINX_LISTEN reuseport;
+        location / {
+            proxy_pass http://backend;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_buffering on;
+        }
+    }
+}
+EOF
+"$NGINX" -p "$work" -c "$work/nginx.conf" -e "$work/logs/error.log"
+for _ in $(seq 50); do [ -s "$work/nginx.pid" ] && break; sleep 0.1; done
+master=$(cat "$work/nginx.pid")
+workers=$(pgrep -P "$master" | paste -sd, -)
+echo "nginx $("$NGINX" -v 2>&1 | sed 's/.*\///') on $NGINX_LISTEN (master $master, worker $workers on CPU $NGINX_CPU) -> backend $BACKEND" >&2
+
+cargo build --release --locked -p portcullis-loadtest >&2
+./target/release/portcullis-loadtest compare \
+    --backend-listen "$BACKEND" \
+    --proxy "nginx=$NGINX_LISTEN" --pids "nginx=$workers" \
+    "$@"

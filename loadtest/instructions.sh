@@ -1,0 +1,126 @@
+#!/usr/bin/env bash
+# Instructions per proxied call, counted by valgrind's callgrind: unlike wall-clock
+# figures on a shared 2-core machine, these repeat exactly for the same binary and inputs.
+#
+# The gateway runs as its own process (`portcullis serve`, one worker, from a
+# `portcullis-loadtest setup` deployment) under callgrind, in front of the built-in
+# backend run natively. After a warm-up (envelopes verified and cached, upstream
+# connections pooled) the counters are zeroed, exactly N calls are sent over one
+# keep-alive connection, and the counters are dumped: instructions / N is the gateway's
+# user-space cost of one call, every thread included (worker, audit writer). The
+# backend is measured the same way, as the cost of a minimal monoio HTTP server.
+# Both run on the epoll driver: valgrind 3.19 cannot follow io_uring (a worker on it
+# never sees its completions), so these count the legacy driver's user-space path.
+#
+#   loadtest/instructions.sh                # 20000 calls per measurement
+#   N=50000 WORKLOAD=fleet loadtest/instructions.sh
+#
+# Needs valgrind (apt-get install valgrind).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+N=${N:-20000}
+WORKLOAD=${WORKLOAD:-allowed}
+BP=${BACKEND_PORT:-28180}
+GP=${GATEWAY_PORT:-28181}
+AP=${ADMIN_PORT:-28182}
+command -v valgrind >/dev/null || { echo "valgrind is needed: apt-get install valgrind" >&2; exit 1; }
+
+cargo build --release --locked -p portcullis -p portcullis-loadtest >&2
+bin=target/release
+work=$(mktemp -d)
+pids=()
+cleanup() {
+    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+    sleep 1
+    for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+wait_port() {
+    for _ in $(seq 600); do
+        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+        sleep 0.1
+    done
+    echo "nothing listens on port $1" >&2
+    return 1
+}
+
+# Send $N calls with `run` arguments "${@:2}", the counters of the callgrind process $1
+# zeroed once warmed up, dump, and print the instructions counted.
+measure() {
+    local pid=$1
+    shift
+    # Zeroed after the run's own warm-up: its envelopes are minted afresh, and their
+    # first verification is not what a repeat call costs.
+    "$bin/portcullis-loadtest" run --requests "$N" --connections 1 --quiet \
+        --after-warmup "callgrind_control -z $pid >/dev/null" "$@" >"$work/run.txt"
+    if ! grep -q " errors 0" "$work/run.txt" || grep -q UNEXPECTED "$work/run.txt"; then
+        cat "$work/run.txt" >&2
+        echo "the measured run had errors or unexpected answers" >&2
+        exit 1
+    fi
+    callgrind_control -d "$pid" >/dev/null
+    sleep 0.5
+    # One dump file per thread (--separate-threads): name each by what it ran.
+    local total=0 f ir what
+    : >"$work/threads.txt"
+    for f in "$work"/cg.out.*.*; do
+        ir=$(grep -E '^summary:' "$f" | awk '{print $2}')
+        [ "${ir:-0}" -gt 0 ] || continue
+        if grep -q 'audit::writer::run' "$f"; then what="audit writer thread"
+        elif grep -q 'conn::serve' "$f"; then what="worker thread"
+        else what="other threads"; fi
+        echo "$what|$ir" >>"$work/threads.txt"
+        total=$((total + ir))
+    done
+    rm -f "$work"/cg.out.*.*
+    echo "$total"
+}
+
+# Instructions per call of each kind of thread in the last measurement.
+threads() {
+    awk -F'|' -v n="$N" '{ s[$1] += $2 } END { for (k in s) printf "    %-36s %10.0f\n", k, s[k] / n }' \
+        "$work/threads.txt" | sort
+}
+
+"$bin/portcullis-loadtest" setup --out "$work/d" --backend "127.0.0.1:$BP" --driver legacy \
+    --listen "127.0.0.1:$GP" --admin-listen "127.0.0.1:$AP" --cores 1 >/dev/null
+
+# 1. The backend alone under callgrind: a direct call.
+valgrind --tool=callgrind --separate-threads=yes --callgrind-out-file="$work/cg.out.%p" \
+    "$bin/portcullis-loadtest" backend --listen "127.0.0.1:$BP" --deployment "$work/d" --driver legacy 2>"$work/vg-backend.log" &
+bpid=$!
+pids+=("$bpid")
+wait_port "$BP"
+kill -0 "$bpid" 2>/dev/null || { cat "$work/vg-backend.log" >&2; echo "the backend did not start" >&2; exit 1; }
+"$bin/portcullis-loadtest" run --target "127.0.0.1:$BP" --workload direct --deployment "$work/d" \
+    --requests 2000 --connections 1 --quiet >/dev/null
+direct=$(measure "$bpid" --target "127.0.0.1:$BP" --workload direct --deployment "$work/d")
+kill "$bpid"; wait "$bpid" 2>/dev/null || true
+
+# 2. The backend natively, the gateway under callgrind.
+"$bin/portcullis-loadtest" backend --listen "127.0.0.1:$BP" --deployment "$work/d" 2>"$work/backend.log" &
+bpid=$!
+pids+=("$bpid")
+(cd "$work/d" && exec valgrind --tool=callgrind --separate-threads=yes --callgrind-out-file="$work/cg.out.%p" \
+    "$OLDPWD/$bin/portcullis" serve --config gateway.toml) 2>"$work/vg-gateway.log" &
+gpid=$!
+pids+=("$gpid")
+wait_port "$BP"
+kill -0 "$bpid" 2>/dev/null || { cat "$work/backend.log" >&2; echo "the backend did not start" >&2; exit 1; }
+wait_port "$GP"
+kill -0 "$gpid" 2>/dev/null || { cat "$work/vg-gateway.log" >&2; echo "the gateway did not start" >&2; exit 1; }
+"$bin/portcullis-loadtest" run --target "127.0.0.1:$GP" --workload "$WORKLOAD" --deployment "$work/d" \
+    --requests 2000 --connections 1 --quiet >/dev/null
+gateway=$(measure "$gpid" --target "127.0.0.1:$GP" --workload "$WORKLOAD" --deployment "$work/d")
+gateway_threads=$(threads)
+
+per() { awk -v t="$1" -v n="$N" 'BEGIN { printf "%.0f", t / n }'; }
+echo "instructions per call (callgrind, $N calls after warm-up, one keep-alive connection):"
+printf '  %-40s %10s\n' "backend alone (direct call)" "$(per "$direct")"
+printf '  %-40s %10s\n' "gateway, workload '$WORKLOAD' (all threads)" "$(per "$gateway")"
+echo "$gateway_threads"
+echo "(valgrind hides SHA-NI from ring, so the audit chain's SHA-256 runs its AVX code here: natively it costs less than these counts say)"
