@@ -51,6 +51,24 @@ fn keygen_writes_a_private_key_only_the_owner_can_read() {
             .unwrap();
     assert_eq!(jwks["keys"][0]["kty"], "OKP");
     assert_eq!(jwks["keys"][0]["crv"], "Ed25519");
+    // public.pem is the same key as SPKI: the Ed25519 algorithm identifier, then the key.
+    use base64::Engine;
+    let pem = std::fs::read_to_string(dir.path().join("public.pem")).unwrap();
+    let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+    assert!(pem.starts_with("-----BEGIN PUBLIC KEY-----\n"), "{pem}");
+    let der = base64::engine::general_purpose::STANDARD
+        .decode(body)
+        .unwrap();
+    let x = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(jwks["keys"][0]["x"].as_str().unwrap())
+        .unwrap();
+    assert_eq!(
+        der[..12],
+        [
+            0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00
+        ]
+    );
+    assert_eq!(der[12..], x[..]);
     // A second keygen must not silently replace the issuer key.
     let again = run(&["keygen", "--out", dir.path().to_str().unwrap()], None);
     assert!(!again.status.success());
@@ -58,6 +76,26 @@ fn keygen_writes_a_private_key_only_the_owner_can_read() {
         text(&again.stderr).contains("--force"),
         "{}",
         text(&again.stderr)
+    );
+
+    // --force replaces the key, and a private.pem left world-readable is narrowed again.
+    let before = std::fs::read_to_string(dir.path().join("private.pem")).unwrap();
+    std::fs::set_permissions(
+        dir.path().join("private.pem"),
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .unwrap();
+    let forced = run(
+        &["keygen", "--out", dir.path().to_str().unwrap(), "--force"],
+        None,
+    );
+    assert!(forced.status.success(), "{}", text(&forced.stderr));
+    let meta = std::fs::metadata(dir.path().join("private.pem")).unwrap();
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+    assert_ne!(
+        std::fs::read_to_string(dir.path().join("private.pem")).unwrap(),
+        before,
+        "a new key was written"
     );
 }
 

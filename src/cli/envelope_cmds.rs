@@ -116,6 +116,15 @@ fn write_file(path: &Path, contents: &str, private: bool, force: bool) -> Result
             CliError::io(path, e)
         }
     })?;
+    // `mode` only applies when the file is created: a file overwritten with --force keeps
+    // whatever mode it had, so a private key is narrowed explicitly, before it is written.
+    #[cfg(unix)]
+    if private {
+        use std::os::unix::fs::PermissionsExt;
+        f.set_permissions(std::fs::Permissions::from_mode(0o600))
+            .map_err(|e| CliError::io(path, e))?;
+    }
+    let _ = private;
     f.write_all(contents.as_bytes())
         .map_err(|e| CliError::io(path, e))
 }
