@@ -262,3 +262,44 @@ fn envelope_walkthrough_refuses_every_forgery() {
     assert!(!s.contains("ACCEPTED"), "{s}");
     assert_eq!(s.matches("refused:").count(), 4, "{s}");
 }
+
+#[test]
+fn a_closed_stdout_ends_quietly_not_with_a_panic() {
+    // `portcullis inspect - < token | head -c0`: the reader is gone before anything is
+    // written. The token comes on stdin, so the write happens only after we close it.
+    let dir = tempfile::tempdir().unwrap();
+    keygen(dir.path());
+    let key = dir.path().join("private.pem");
+    let minted = run(
+        &[
+            "mint",
+            "--key",
+            key.to_str().unwrap(),
+            "--claims",
+            SEED,
+            "--ttl",
+            "5m",
+        ],
+        None,
+    );
+    let token = text(&minted.stdout);
+    let jwks = dir.path().join("jwks.json");
+    let verify = ["verify", "--jwks", jwks.to_str().unwrap(), "-"];
+    for args in [&["inspect", "-"][..], &verify[..]] {
+        let mut child = Command::new(BIN)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take());
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(token.as_bytes()).unwrap();
+        drop(stdin);
+        let out = child.wait_with_output().unwrap();
+        let err = text(&out.stderr);
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+        assert_eq!(out.status.code(), Some(141), "{args:?}: {err}");
+    }
+}

@@ -105,7 +105,6 @@ fn write_file(path: &Path, contents: &str, private: bool, force: bool) -> Result
         use std::os::unix::fs::OpenOptionsExt;
         opts.mode(0o600);
     }
-    let _ = private;
     let mut f = opts.open(path).map_err(|e| {
         if e.kind() == std::io::ErrorKind::AlreadyExists {
             CliError::Usage(format!(
@@ -142,13 +141,13 @@ pub fn keygen(a: KeygenArgs) -> Result<(), CliError> {
     let jwks = a.out.join("jwks.json");
     let jwks_text = serde_json::to_string_pretty(&key.jwks()).unwrap_or_default() + "\n";
     write_file(&jwks, &jwks_text, false, true)?;
-    println!("kid:         {}", key.kid);
-    println!(
+    outln!("kid:         {}", key.kid)?;
+    outln!(
         "private key: {} (mode 0600; keep it with the issuer)",
         private.display()
-    );
-    println!("public key:  {}", public.display());
-    println!("jwks:        {} (give this to the gateway)", jwks.display());
+    )?;
+    outln!("public key:  {}", public.display())?;
+    outln!("jwks:        {} (give this to the gateway)", jwks.display())?;
     Ok(())
 }
 
@@ -243,7 +242,7 @@ pub fn mint(a: MintArgs) -> Result<(), CliError> {
             source: other,
         },
     })?;
-    println!("{}", jws::sign(&claims, &key));
+    outln!("{}", jws::sign(&claims, &key))?;
     Ok(())
 }
 
@@ -265,10 +264,10 @@ pub fn verify(a: VerifyArgs) -> Result<(), CliError> {
     let claims = v
         .verify(&token, clock::now_unix())
         .map_err(CliError::Refused)?;
-    println!(
+    outln!(
         "{}",
         serde_json::to_string_pretty(&claims).unwrap_or_default()
-    );
+    )?;
     Ok(())
 }
 
@@ -285,6 +284,6 @@ pub fn inspect(a: InspectArgs) -> Result<(), CliError> {
         "claims": d.payload,
         "signature_bytes": d.signature.len(),
     });
-    println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+    outln!("{}", serde_json::to_string_pretty(&out).unwrap_or_default())?;
     Ok(())
 }
