@@ -31,22 +31,25 @@ pub struct MintArgs {
     /// task_id, purpose, allowed_tools, resource_constraints, expires_at, ...).
     #[arg(long)]
     pub claims: PathBuf,
-    /// Lifetime from now, e.g. 15m, 1h, 90s; overrides the file's expires_at.
+    /// Lifetime from now, e.g. 15m, 1h, 90s; overrides the file's expires_at (the seed's is
+    /// in the past, so it needs this or --expires-at).
     #[arg(long, conflicts_with = "expires_at")]
     pub ttl: Option<String>,
     /// Absolute expiry as RFC 3339 (2026-05-12T18:30:00Z); overrides the file's expires_at.
     #[arg(long)]
     pub expires_at: Option<String>,
-    /// Audience: the gateway that will accept the envelope.
+    /// Audience: the gateway that will accept the envelope [default: the file's aud, else
+    /// portcullis].
     #[arg(long)]
     pub aud: Option<String>,
-    /// Issuer name (`iss`).
+    /// Issuer name (`iss`) [default: the file's iss, else portcullis-cli].
     #[arg(long)]
     pub iss: Option<String>,
     /// The agent's own id (`agent_id`); defaults to one derived from the jti.
     #[arg(long)]
     pub agent_id: Option<String>,
-    /// The agent's kind (`agent_kind`, e.g. renewal_reviewer, email_drafter).
+    /// The agent's kind (`agent_kind`, e.g. renewal_reviewer, email_drafter) [default: the
+    /// file's agent_kind, else assistant].
     #[arg(long)]
     pub agent_kind: Option<String>,
     /// Key id for the header; defaults to the kid in jwks.json beside the key, else the
