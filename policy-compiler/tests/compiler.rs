@@ -84,10 +84,28 @@ fn unsupported_constructs_name_the_policy_line_and_construct() {
         }
     }
     let dir = edited("finance.cedar", |t| {
-        t + "\npermit(principal == ?principal, action, resource);\n"
+        t + "\n@id(\"per-user\")\npermit(principal == ?principal, action, resource);\n"
     });
-    let e = compile_dir(dir.path()).unwrap_err().to_string();
-    assert!(e.contains("template"), "{e}");
+    let e = compile_dir(dir.path()).unwrap_err();
+    let text = std::fs::read_to_string(dir.path().join("finance.cedar")).unwrap();
+    let want = text
+        .lines()
+        .position(|l| l.starts_with("@id(\"per-user\")"))
+        .unwrap()
+        + 1;
+    match &e {
+        CompileError::Unsupported {
+            file,
+            line,
+            policy,
+            construct,
+        } => {
+            assert!(file.ends_with("finance.cedar"), "{e}");
+            assert_eq!((policy.as_str(), *line), ("per-user", want), "{e}");
+            assert!(construct.contains("template"), "{e}");
+        }
+        other => panic!("expected Unsupported, got {other}"),
+    }
 }
 
 #[test]
