@@ -74,6 +74,10 @@ pub struct Options {
     pub validate: bool,
     /// The bundle version; default `<compile time>-<source digest prefix>`.
     pub version: Option<String>,
+    /// The compile time recorded in the bundle (Unix seconds); default now. With the same
+    /// sources, version and compile time, the bundle is the same byte for byte: the CLI
+    /// takes it from `SOURCE_DATE_EPOCH`, as reproducible builds do.
+    pub compiled_at: Option<i64>,
 }
 
 impl Default for Options {
@@ -81,6 +85,7 @@ impl Default for Options {
         Options {
             validate: true,
             version: None,
+            compiled_at: None,
         }
     }
 }
@@ -455,7 +460,17 @@ pub fn compile(s: &Sources, opts: &Options) -> Result<Compiled, CompileError> {
 
     let actions = by_action.len();
     let source_digest = digest_sources(s);
-    let now = time::OffsetDateTime::now_utc();
+    // Whole seconds, so any bundle can be rebuilt exactly from its recorded compile time.
+    let now = match opts.compiled_at {
+        Some(t) => {
+            time::OffsetDateTime::from_unix_timestamp(t).map_err(|e| CompileError::Source {
+                file: "SOURCE_DATE_EPOCH".into(),
+                message: format!("{t} is not a usable compile time: {e}"),
+            })?
+        }
+        None => time::OffsetDateTime::now_utc(),
+    };
+    let now = now.replace_nanosecond(0).unwrap_or(now);
     let compiled_at = now
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default();

@@ -48,7 +48,8 @@ struct Cli {
 #[derive(Subcommand)]
 enum Cmd {
     /// Validate and compile a policy directory into a bundle; prints a summary (policies,
-    /// actions, entities, version, digest, compile time).
+    /// actions, entities, version, digest, compile time). Set SOURCE_DATE_EPOCH for a
+    /// reproducible bundle.
     Build {
         /// Policy directory (*.cedar, schema.cedarschema, entities.json, tools.toml,
         /// purposes.toml).
@@ -98,6 +99,17 @@ fn parse_uid(s: &str) -> Result<(String, String), String> {
     let uid = cedar_policy::EntityUid::from_str(s)
         .map_err(|e| format!("`{s}` is not an entity reference like User::\"alice\" ({e})"))?;
     Ok((uid.type_name().to_string(), uid.id().unescaped().to_owned()))
+}
+
+/// `SOURCE_DATE_EPOCH` (Unix seconds), the reproducible-builds convention for "the time
+/// this was built": set, it makes `build` deterministic.
+fn source_date_epoch() -> Result<Option<i64>, String> {
+    match std::env::var("SOURCE_DATE_EPOCH") {
+        Err(_) => Ok(None),
+        Ok(v) => v.trim().parse::<i64>().map(Some).map_err(|_| {
+            format!("SOURCE_DATE_EPOCH is `{v}`; expected Unix seconds, e.g. 1795497225")
+        }),
+    }
 }
 
 fn decide_one(
@@ -152,6 +164,7 @@ fn run(cli: Cli) -> Result<(), String> {
                 &Options {
                     validate: true,
                     version: bundle_version,
+                    compiled_at: source_date_epoch()?,
                 },
             )
             .map_err(|e| e.to_string())?;
