@@ -11,6 +11,9 @@ fn main() -> ExitCode {
     let args = cli::Cli::parse();
     match cli::run(args) {
         Ok(()) => ExitCode::SUCCESS,
+        // The reader of our output went away (`portcullis inspect - | head -1`): stop
+        // quietly with the status a shell reports for SIGPIPE.
+        Err(e) if e.is_closed_stdout() => ExitCode::from(141),
         Err(e) => {
             eprintln!("portcullis: {e}");
             match e {

@@ -51,6 +51,24 @@ fn keygen_writes_a_private_key_only_the_owner_can_read() {
             .unwrap();
     assert_eq!(jwks["keys"][0]["kty"], "OKP");
     assert_eq!(jwks["keys"][0]["crv"], "Ed25519");
+    // public.pem is the same key as SPKI: the Ed25519 algorithm identifier, then the key.
+    use base64::Engine;
+    let pem = std::fs::read_to_string(dir.path().join("public.pem")).unwrap();
+    let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+    assert!(pem.starts_with("-----BEGIN PUBLIC KEY-----\n"), "{pem}");
+    let der = base64::engine::general_purpose::STANDARD
+        .decode(body)
+        .unwrap();
+    let x = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(jwks["keys"][0]["x"].as_str().unwrap())
+        .unwrap();
+    assert_eq!(
+        der[..12],
+        [
+            0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00
+        ]
+    );
+    assert_eq!(der[12..], x[..]);
     // A second keygen must not silently replace the issuer key.
     let again = run(&["keygen", "--out", dir.path().to_str().unwrap()], None);
     assert!(!again.status.success());
@@ -58,6 +76,26 @@ fn keygen_writes_a_private_key_only_the_owner_can_read() {
         text(&again.stderr).contains("--force"),
         "{}",
         text(&again.stderr)
+    );
+
+    // --force replaces the key, and a private.pem left world-readable is narrowed again.
+    let before = std::fs::read_to_string(dir.path().join("private.pem")).unwrap();
+    std::fs::set_permissions(
+        dir.path().join("private.pem"),
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .unwrap();
+    let forced = run(
+        &["keygen", "--out", dir.path().to_str().unwrap(), "--force"],
+        None,
+    );
+    assert!(forced.status.success(), "{}", text(&forced.stderr));
+    let meta = std::fs::metadata(dir.path().join("private.pem")).unwrap();
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+    assert_ne!(
+        std::fs::read_to_string(dir.path().join("private.pem")).unwrap(),
+        before,
+        "a new key was written"
     );
 }
 
@@ -223,4 +261,45 @@ fn envelope_walkthrough_refuses_every_forgery() {
     assert!(s.contains("Verified"), "{s}");
     assert!(!s.contains("ACCEPTED"), "{s}");
     assert_eq!(s.matches("refused:").count(), 4, "{s}");
+}
+
+#[test]
+fn a_closed_stdout_ends_quietly_not_with_a_panic() {
+    // `portcullis inspect - < token | head -c0`: the reader is gone before anything is
+    // written. The token comes on stdin, so the write happens only after we close it.
+    let dir = tempfile::tempdir().unwrap();
+    keygen(dir.path());
+    let key = dir.path().join("private.pem");
+    let minted = run(
+        &[
+            "mint",
+            "--key",
+            key.to_str().unwrap(),
+            "--claims",
+            SEED,
+            "--ttl",
+            "5m",
+        ],
+        None,
+    );
+    let token = text(&minted.stdout);
+    let jwks = dir.path().join("jwks.json");
+    let verify = ["verify", "--jwks", jwks.to_str().unwrap(), "-"];
+    for args in [&["inspect", "-"][..], &verify[..]] {
+        let mut child = Command::new(BIN)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take());
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(token.as_bytes()).unwrap();
+        drop(stdin);
+        let out = child.wait_with_output().unwrap();
+        let err = text(&out.stderr);
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+        assert_eq!(out.status.code(), Some(141), "{args:?}: {err}");
+    }
 }

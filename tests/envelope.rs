@@ -99,8 +99,17 @@ fn every_refusal_has_its_own_reason() {
         "bad_json",
         format!("{h}.{}.{s}", URL_SAFE_NO_PAD.encode("[1,2]")),
     ));
-    let none = URL_SAFE_NO_PAD.encode(r#"{"alg":"none","typ":"agent-envelope+jwt"}"#);
-    cases.push(("unsupported_alg", format!("{none}.{p}.")));
+    for alg in ["none", "None", "NONE"] {
+        let none = URL_SAFE_NO_PAD.encode(format!(
+            r#"{{"alg":"{alg}","typ":"agent-envelope+jwt","kid":"{}"}}"#,
+            k.kid
+        ));
+        cases.push(("alg_none", format!("{none}.{p}.")));
+        // ...even when it carries a signature.
+        cases.push(("alg_none", format!("{none}.{p}.{s}")));
+    }
+    let no_alg = URL_SAFE_NO_PAD.encode(r#"{"typ":"agent-envelope+jwt","kid":"issuer-1"}"#);
+    cases.push(("unsupported_alg", format!("{no_alg}.{p}.{s}")));
     for alg in ["HS256", "RS256", "ES256", "eddsa", "Ed25519"] {
         let mut hd = header(&k);
         hd["alg"] = json!(alg);

@@ -89,6 +89,7 @@ fn fixture(s: &Sources) -> Fixture {
         &Options {
             validate: false,
             version: Some("bench".into()),
+            ..Options::default()
         },
     )
     .unwrap();
@@ -184,6 +185,7 @@ fn compile_large(c: &mut Criterion) {
         &Options {
             validate: false,
             version: Some("bench".into()),
+            ..Options::default()
         },
     )
     .unwrap();
@@ -205,6 +207,7 @@ fn compile_large(c: &mut Criterion) {
                 &Options {
                     validate: false,
                     version: Some("bench".into()),
+                    ..Options::default()
                 },
             )
             .unwrap()

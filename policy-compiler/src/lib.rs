@@ -74,6 +74,10 @@ pub struct Options {
     pub validate: bool,
     /// The bundle version; default `<compile time>-<source digest prefix>`.
     pub version: Option<String>,
+    /// The compile time recorded in the bundle (Unix seconds); default now. With the same
+    /// sources, version and compile time, the bundle is the same byte for byte: the CLI
+    /// takes it from `SOURCE_DATE_EPOCH`, as reproducible builds do.
+    pub compiled_at: Option<i64>,
 }
 
 impl Default for Options {
@@ -81,6 +85,7 @@ impl Default for Options {
         Options {
             validate: true,
             version: None,
+            compiled_at: None,
         }
     }
 }
@@ -200,17 +205,29 @@ fn parse_policies(
             line: diag_line(&e, text),
             message: diag_message(&e),
         })?;
-        if pset.templates().next().is_some() {
-            let t = pset
-                .templates()
-                .next()
-                .map(|t| t.id().to_string())
-                .unwrap_or_default();
+        if let Some(t) = pset.templates().next() {
+            // Report the template that comes first in the file, by its @id when it has one.
+            let first = cedar_policy_core::parser::parse_policyset(text)
+                .ok()
+                .and_then(|ps| {
+                    ps.templates()
+                        .filter_map(|t| Some((t.loc()?.start(), t.id().to_string())))
+                        .min()
+                });
+            let (line, local) = first.map_or_else(
+                || (1, t.id().to_string()),
+                |(start, id)| (line_of(text, start), id),
+            );
+            let local_id = PolicyId::new(&local);
+            let policy = pset
+                .template(&local_id)
+                .and_then(|t| t.annotation("id"))
+                .map_or(local, str::to_owned);
             return Err(CompileError::Unsupported {
                 file: file.clone(),
-                line: 1,
-                policy: t,
-                construct: "a policy template".into(),
+                line,
+                policy,
+                construct: "a policy template (slots `?principal`/`?resource`)".into(),
             });
         }
         // Cedar numbers a file's policies policy0.. in source order. Their lines (for
@@ -348,6 +365,11 @@ pub fn compile(s: &Sources, opts: &Options) -> Result<Compiled, CompileError> {
         })?;
     let (tools_principal, tools) = registry::parse_tools(&s.tools.0, &s.tools.1)?;
     let purposes = registry::parse_purposes(&s.purposes.0, &s.purposes.1, &tools)?;
+    warnings.extend(
+        purpose_warnings(&purposes)
+            .into_iter()
+            .map(|w| format!("{}: {w}", s.purposes.0)),
+    );
     if let Some(schema) = &schema {
         check_registry(schema, &tools_principal, &tools, &s.tools.0)?;
     }
@@ -435,12 +457,20 @@ pub fn compile(s: &Sources, opts: &Options) -> Result<Compiled, CompileError> {
     }
     b.close_hierarchy();
     let (by_action, any_action) = index_by_action(&b, &action_scopes);
-    let depth_ok = portcullis::decision::bundle::MAX_DEPTH;
-    let _ = depth_ok;
 
     let actions = by_action.len();
     let source_digest = digest_sources(s);
-    let now = time::OffsetDateTime::now_utc();
+    // Whole seconds, so any bundle can be rebuilt exactly from its recorded compile time.
+    let now = match opts.compiled_at {
+        Some(t) => {
+            time::OffsetDateTime::from_unix_timestamp(t).map_err(|e| CompileError::Source {
+                file: "SOURCE_DATE_EPOCH".into(),
+                message: format!("{t} is not a usable compile time: {e}"),
+            })?
+        }
+        None => time::OffsetDateTime::now_utc(),
+    };
+    let now = now.replace_nanosecond(0).unwrap_or(now);
     let compiled_at = now
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default();

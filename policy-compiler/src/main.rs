@@ -8,7 +8,27 @@ use portcullis_compile::{Options, build, compile, read_dir};
 use std::io::BufRead;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::str::FromStr;
 use std::time::Instant;
+
+/// Writes a line to standard output. `println!` panics when the reader has gone away
+/// (`decide --requests big.jsonl | head`); this ends the program quietly instead, with
+/// the status a shell reports for SIGPIPE, and reports any other write error.
+fn write_line(args: std::fmt::Arguments<'_>) -> Result<(), String> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match writeln!(out, "{args}").and_then(|()| out.flush()) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => std::process::exit(141),
+        Err(e) => Err(format!("cannot write to standard output: {e}")),
+    }
+}
+
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        write_line(format_args!($($arg)*))?
+    };
+}
 
 #[derive(Parser)]
 #[command(
@@ -27,8 +47,12 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Validate and compile a policy directory into a bundle.
+    /// Validate and compile a policy directory into a bundle; prints a summary (policies,
+    /// actions, entities, version, digest, compile time). Set SOURCE_DATE_EPOCH for a
+    /// reproducible bundle.
     Build {
+        /// Policy directory (*.cedar, schema.cedarschema, entities.json, tools.toml,
+        /// purposes.toml).
         dir: PathBuf,
         /// Output bundle file.
         #[arg(short, long)]
@@ -37,10 +61,17 @@ enum Cmd {
         #[arg(long)]
         bundle_version: Option<String>,
     },
-    /// Validate a policy directory without writing anything.
-    Check { dir: PathBuf },
-    /// Decide requests against a bundle: prints ALLOW or DENY and the determining policies.
+    /// Validate a policy directory without writing anything; errors name the file, line and
+    /// policy.
+    Check {
+        /// Policy directory.
+        dir: PathBuf,
+    },
+    /// Decide requests against a bundle, as `cedar authorize` would: prints `ALLOW` or
+    /// `DENY`, then the determining policy ids (comma-separated), then `(errors: ...)` for
+    /// policies skipped because their condition errored.
     Decide {
+        /// Bundle file written by `build`.
         #[arg(long)]
         bundle: PathBuf,
         /// Principal, in Cedar syntax: User::"user_7f3a91".
@@ -55,55 +86,30 @@ enum Cmd {
         /// Context file: a JSON object in Cedar's JSON value format.
         #[arg(long)]
         context: Option<PathBuf>,
-        /// JSON lines {"principal","action","resource","context"}; one decision per line.
+        /// JSON lines {"principal","action","resource","context"} (each line what `cedar
+        /// authorize --request-json` reads); one decision per line, in order.
         #[arg(long, conflicts_with_all = ["principal", "action", "resource", "context"])]
         requests: Option<PathBuf>,
     },
 }
 
-/// Parses `Type::"id"` (types may be namespaced: `NS::Type::"id"`), with the escapes Cedar
-/// string literals allow in ids (`\"`, `\\`).
+/// Parses an entity reference exactly as `cedar authorize` does (`Type::"id"`, types
+/// possibly namespaced, the id in Cedar's normalised string syntax), with Cedar's parser.
 fn parse_uid(s: &str) -> Result<(String, String), String> {
-    let s = s.trim();
-    let Some(q) = s.find("::\"") else {
-        return Err(format!(
-            "`{s}` is not an entity reference like User::\"alice\""
-        ));
-    };
-    let ty = &s[..q];
-    let rest = &s[q + 3..];
-    let Some(body) = rest.strip_suffix('"') else {
-        return Err(format!("`{s}`: the id must end with a quote"));
-    };
-    let mut id = String::new();
-    let mut chars = body.chars();
-    while let Some(c) = chars.next() {
-        match c {
-            '\\' => match chars.next() {
-                Some('"') => id.push('"'),
-                Some('\\') => id.push('\\'),
-                Some('n') => id.push('\n'),
-                Some('t') => id.push('\t'),
-                Some('0') => id.push('\0'),
-                other => {
-                    return Err(format!(
-                        "`{s}`: unsupported escape \\{}",
-                        other.unwrap_or(' ')
-                    ));
-                }
-            },
-            '"' => return Err(format!("`{s}`: unescaped quote in the id")),
-            c => id.push(c),
-        }
+    let uid = cedar_policy::EntityUid::from_str(s)
+        .map_err(|e| format!("`{s}` is not an entity reference like User::\"alice\" ({e})"))?;
+    Ok((uid.type_name().to_string(), uid.id().unescaped().to_owned()))
+}
+
+/// `SOURCE_DATE_EPOCH` (Unix seconds), the reproducible-builds convention for "the time
+/// this was built": set, it makes `build` deterministic.
+fn source_date_epoch() -> Result<Option<i64>, String> {
+    match std::env::var("SOURCE_DATE_EPOCH") {
+        Err(_) => Ok(None),
+        Ok(v) => v.trim().parse::<i64>().map(Some).map_err(|_| {
+            format!("SOURCE_DATE_EPOCH is `{v}`; expected Unix seconds, e.g. 1795497225")
+        }),
     }
-    if ty.is_empty()
-        || !ty
-            .split("::")
-            .all(|p| !p.is_empty() && p.chars().all(|c| c.is_alphanumeric() || c == '_'))
-    {
-        return Err(format!("`{ty}` is not an entity type name"));
-    }
-    Ok((ty.to_owned(), id))
 }
 
 fn decide_one(
@@ -158,6 +164,7 @@ fn run(cli: Cli) -> Result<(), String> {
                 &Options {
                     validate: true,
                     version: bundle_version,
+                    compiled_at: source_date_epoch()?,
                 },
             )
             .map_err(|e| e.to_string())?;
@@ -169,21 +176,24 @@ fn run(cli: Cli) -> Result<(), String> {
             for w in &compiled.warnings {
                 eprintln!("warning: {w}");
             }
-            println!("bundle    {} ({} bytes)", out.display(), bytes.len());
-            println!("version   {}", m.version);
-            println!("digest    sha256:{}", m.digest_hex);
-            println!(
+            outln!("bundle    {} ({} bytes)", out.display(), bytes.len());
+            outln!("version   {}", m.version);
+            outln!("digest    sha256:{}", m.digest_hex);
+            outln!(
                 "compiler  portcullis-compile {} (format {}.{})",
-                m.compiler_version, m.format.0, m.format.1
+                m.compiler_version,
+                m.format.0,
+                m.format.1
             );
-            println!("policies  {}", m.counts.policies);
-            println!("actions   {}", m.counts.actions);
-            println!("entities  {}", m.counts.entities);
-            println!(
+            outln!("policies  {}", m.counts.policies);
+            outln!("actions   {}", m.counts.actions);
+            outln!("entities  {}", m.counts.entities);
+            outln!(
                 "tools     {}  purposes {}",
-                m.counts.tools, m.counts.purposes
+                m.counts.tools,
+                m.counts.purposes
             );
-            println!("compiled  in {:.1} ms", elapsed.as_secs_f64() * 1e3);
+            outln!("compiled  in {:.1} ms", elapsed.as_secs_f64() * 1e3);
             Ok(())
         }
         Cmd::Check { dir } => {
@@ -192,7 +202,7 @@ fn run(cli: Cli) -> Result<(), String> {
             for w in &c.warnings {
                 eprintln!("warning: {w}");
             }
-            println!(
+            outln!(
                 "ok: {} policies, {} tools, {} purposes",
                 c.data.policies.len(),
                 c.data.tools.len(),
@@ -232,7 +242,7 @@ fn run(cli: Cli) -> Result<(), String> {
                         None => OwnedContext::default(),
                         Some(c) => OwnedContext::from_json(c).map_err(at)?,
                     };
-                    println!(
+                    outln!(
                         "{}",
                         decide_one(
                             &b,
@@ -262,7 +272,7 @@ fn run(cli: Cli) -> Result<(), String> {
                 action.unwrap_or_default(),
                 resource.unwrap_or_default(),
             );
-            println!("{}", decide_one(&b, &mut scratch, &p, &a, &r, &ctx)?);
+            outln!("{}", decide_one(&b, &mut scratch, &p, &a, &r, &ctx)?);
             Ok(())
         }
     }

@@ -58,6 +58,7 @@ fn unsupported_constructs_name_the_policy_line_and_construct() {
             &Options {
                 validate: false,
                 version: None,
+                ..Options::default()
             },
         )
         .err()
@@ -84,10 +85,28 @@ fn unsupported_constructs_name_the_policy_line_and_construct() {
         }
     }
     let dir = edited("finance.cedar", |t| {
-        t + "\npermit(principal == ?principal, action, resource);\n"
+        t + "\n@id(\"per-user\")\npermit(principal == ?principal, action, resource);\n"
     });
-    let e = compile_dir(dir.path()).unwrap_err().to_string();
-    assert!(e.contains("template"), "{e}");
+    let e = compile_dir(dir.path()).unwrap_err();
+    let text = std::fs::read_to_string(dir.path().join("finance.cedar")).unwrap();
+    let want = text
+        .lines()
+        .position(|l| l.starts_with("@id(\"per-user\")"))
+        .unwrap()
+        + 1;
+    match &e {
+        CompileError::Unsupported {
+            file,
+            line,
+            policy,
+            construct,
+        } => {
+            assert!(file.ends_with("finance.cedar"), "{e}");
+            assert_eq!((policy.as_str(), *line), ("per-user", want), "{e}");
+            assert!(construct.contains("template"), "{e}");
+        }
+        other => panic!("expected Unsupported, got {other}"),
+    }
 }
 
 #[test]
@@ -233,18 +252,68 @@ fn a_consistent_digest_cannot_smuggle_bad_indices() {
 }
 
 #[test]
-fn the_committed_example_bundle_matches_its_sources() {
-    let compiled = compile(&read_dir(&policies_dir()).unwrap(), &Options::default()).unwrap();
-    let committed =
-        Bundle::from_bytes(&std::fs::read(policies_dir().join("example.bundle")).unwrap()).unwrap();
-    let mut want = compiled.data;
-    let have = committed.data();
-    want.meta.version = have.meta.version.clone();
-    want.meta.compiled_at = have.meta.compiled_at.clone();
+fn the_committed_example_bundle_is_rebuilt_byte_for_byte() {
+    // The gateway embeds policies/example.bundle; it must be exactly what the compiler
+    // makes of policies/ with the version and compile time the file records.
+    let path = policies_dir().join("example.bundle");
+    let committed = std::fs::read(&path).unwrap();
+    let meta = Bundle::from_bytes(&committed).unwrap().meta().clone();
+    let at = portcullis::clock::parse_rfc3339(&meta.compiled_at).unwrap();
+    let (rebuilt, _) = portcullis_compile::build(
+        &policies_dir(),
+        &Options {
+            version: Some(meta.version.clone()),
+            compiled_at: Some(at),
+            ..Options::default()
+        },
+    )
+    .unwrap();
     assert!(
-        &want == have,
-        "policies/example.bundle is stale: run `cargo run -p portcullis-policy-compiler -- build policies -o policies/example.bundle --bundle-version example-1`"
+        rebuilt == committed,
+        "policies/example.bundle is stale: run `SOURCE_DATE_EPOCH=$(date +%s) cargo run -p portcullis-policy-compiler -- build policies -o policies/example.bundle --bundle-version {}`",
+        meta.version
     );
+}
+
+#[test]
+fn the_same_sources_version_and_time_give_the_same_bytes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = policies_dir();
+    let mut outputs = Vec::new();
+    for name in ["a.bundle", "b.bundle"] {
+        let out = tmp.path().join(name);
+        let status = Command::new(BIN)
+            .args(["build", dir.to_str().unwrap(), "-o", out.to_str().unwrap()])
+            .env("SOURCE_DATE_EPOCH", "1795497225")
+            .output()
+            .unwrap();
+        assert!(
+            status.status.success(),
+            "{}",
+            String::from_utf8_lossy(&status.stderr)
+        );
+        outputs.push(std::fs::read(&out).unwrap());
+    }
+    assert!(
+        outputs[0] == outputs[1],
+        "two builds of the same sources differ"
+    );
+    let meta = Bundle::from_bytes(&outputs[0]).unwrap().meta().clone();
+    assert_eq!(meta.compiled_at, "2026-11-24T05:13:45Z");
+    assert!(
+        meta.version.starts_with("20261124T051345Z-"),
+        "{}",
+        meta.version
+    );
+
+    let bad = Command::new(BIN)
+        .args(["build", dir.to_str().unwrap(), "-o"])
+        .arg(tmp.path().join("c.bundle"))
+        .env("SOURCE_DATE_EPOCH", "yesterday")
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("SOURCE_DATE_EPOCH"));
 }
 
 fn run(args: &[&str]) -> (bool, String, String) {

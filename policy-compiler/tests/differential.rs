@@ -47,6 +47,7 @@ impl Oracle {
             &Options {
                 validate,
                 version: Some("t".into()),
+                ..Options::default()
             },
         )
         .map_err(|e| e.to_string())?;

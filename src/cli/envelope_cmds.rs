@@ -31,22 +31,25 @@ pub struct MintArgs {
     /// task_id, purpose, allowed_tools, resource_constraints, expires_at, ...).
     #[arg(long)]
     pub claims: PathBuf,
-    /// Lifetime from now, e.g. 15m, 1h, 90s; overrides the file's expires_at.
+    /// Lifetime from now, e.g. 15m, 1h, 90s; overrides the file's expires_at (the seed's is
+    /// in the past, so it needs this or --expires-at).
     #[arg(long, conflicts_with = "expires_at")]
     pub ttl: Option<String>,
     /// Absolute expiry as RFC 3339 (2026-05-12T18:30:00Z); overrides the file's expires_at.
     #[arg(long)]
     pub expires_at: Option<String>,
-    /// Audience: the gateway that will accept the envelope.
+    /// Audience: the gateway that will accept the envelope [default: the file's aud, else
+    /// portcullis].
     #[arg(long)]
     pub aud: Option<String>,
-    /// Issuer name (`iss`).
+    /// Issuer name (`iss`) [default: the file's iss, else portcullis-cli].
     #[arg(long)]
     pub iss: Option<String>,
     /// The agent's own id (`agent_id`); defaults to one derived from the jti.
     #[arg(long)]
     pub agent_id: Option<String>,
-    /// The agent's kind (`agent_kind`, e.g. renewal_reviewer, email_drafter).
+    /// The agent's kind (`agent_kind`, e.g. renewal_reviewer, email_drafter) [default: the
+    /// file's agent_kind, else assistant].
     #[arg(long)]
     pub agent_kind: Option<String>,
     /// Key id for the header; defaults to the kid in jwks.json beside the key, else the
@@ -105,7 +108,6 @@ fn write_file(path: &Path, contents: &str, private: bool, force: bool) -> Result
         use std::os::unix::fs::OpenOptionsExt;
         opts.mode(0o600);
     }
-    let _ = private;
     let mut f = opts.open(path).map_err(|e| {
         if e.kind() == std::io::ErrorKind::AlreadyExists {
             CliError::Usage(format!(
@@ -116,6 +118,15 @@ fn write_file(path: &Path, contents: &str, private: bool, force: bool) -> Result
             CliError::io(path, e)
         }
     })?;
+    // `mode` only applies when the file is created: a file overwritten with --force keeps
+    // whatever mode it had, so a private key is narrowed explicitly, before it is written.
+    #[cfg(unix)]
+    if private {
+        use std::os::unix::fs::PermissionsExt;
+        f.set_permissions(std::fs::Permissions::from_mode(0o600))
+            .map_err(|e| CliError::io(path, e))?;
+    }
+    let _ = private;
     f.write_all(contents.as_bytes())
         .map_err(|e| CliError::io(path, e))
 }
@@ -133,13 +144,13 @@ pub fn keygen(a: KeygenArgs) -> Result<(), CliError> {
     let jwks = a.out.join("jwks.json");
     let jwks_text = serde_json::to_string_pretty(&key.jwks()).unwrap_or_default() + "\n";
     write_file(&jwks, &jwks_text, false, true)?;
-    println!("kid:         {}", key.kid);
-    println!(
+    outln!("kid:         {}", key.kid)?;
+    outln!(
         "private key: {} (mode 0600; keep it with the issuer)",
         private.display()
-    );
-    println!("public key:  {}", public.display());
-    println!("jwks:        {} (give this to the gateway)", jwks.display());
+    )?;
+    outln!("public key:  {}", public.display())?;
+    outln!("jwks:        {} (give this to the gateway)", jwks.display())?;
     Ok(())
 }
 
@@ -234,7 +245,7 @@ pub fn mint(a: MintArgs) -> Result<(), CliError> {
             source: other,
         },
     })?;
-    println!("{}", jws::sign(&claims, &key));
+    outln!("{}", jws::sign(&claims, &key))?;
     Ok(())
 }
 
@@ -256,10 +267,10 @@ pub fn verify(a: VerifyArgs) -> Result<(), CliError> {
     let claims = v
         .verify(&token, clock::now_unix())
         .map_err(CliError::Refused)?;
-    println!(
+    outln!(
         "{}",
         serde_json::to_string_pretty(&claims).unwrap_or_default()
-    );
+    )?;
     Ok(())
 }
 
@@ -276,6 +287,6 @@ pub fn inspect(a: InspectArgs) -> Result<(), CliError> {
         "claims": d.payload,
         "signature_bytes": d.signature.len(),
     });
-    println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+    outln!("{}", serde_json::to_string_pretty(&out).unwrap_or_default())?;
     Ok(())
 }

@@ -1,12 +1,6 @@
 //! The `portcullis` command line: argument parsing and dispatch. Each subcommand lives in
 //! its own module and returns a `CliError`; `main` prints it and picks the exit code.
 
-pub mod envelope_cmds;
-pub mod ops;
-pub mod serve;
-pub mod vault_cmds;
-pub mod walkthrough;
-
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use thiserror::Error;
@@ -29,6 +23,44 @@ pub enum CliError {
     /// A verification refusal: printed as `refused: <code>: <message>`.
     #[error("refused: {code}: {0}", code = .0.code())]
     Refused(portcullis::envelope::EnvelopeError),
+    /// Standard output could not be written; a closed pipe (`... | head -1`) ends the
+    /// command quietly rather than with a panic.
+    #[error("cannot write to standard output: {0}")]
+    Stdout(std::io::Error),
+}
+
+impl CliError {
+    /// True when the reader of standard output went away: nothing to report.
+    pub fn is_closed_stdout(&self) -> bool {
+        matches!(self, CliError::Stdout(e) if e.kind() == std::io::ErrorKind::BrokenPipe)
+    }
+}
+
+/// Writes formatted text to standard output, returning `CliError::Stdout` on failure
+/// (`println!` panics instead, for example when piped into `head`).
+pub fn write_stdout(args: std::fmt::Arguments<'_>) -> Result<(), CliError> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    out.write_fmt(args)
+        .and_then(|()| out.flush())
+        .map_err(CliError::Stdout)
+}
+
+/// `println!` for the CLI: `outln!(...)?` propagates a write failure as a `CliError`.
+macro_rules! outln {
+    () => {
+        $crate::cli::write_stdout(format_args!("\n"))
+    };
+    ($($arg:tt)*) => {
+        $crate::cli::write_stdout(format_args!("{}\n", format_args!($($arg)*)))
+    };
+}
+
+/// `print!` for the CLI, as `outln!` without the newline.
+macro_rules! out {
+    ($($arg:tt)*) => {
+        $crate::cli::write_stdout(format_args!($($arg)*))
+    };
 }
 
 impl CliError {
@@ -39,6 +71,13 @@ impl CliError {
         }
     }
 }
+
+// After the macros above, which the subcommands use.
+pub mod envelope_cmds;
+pub mod ops;
+pub mod serve;
+pub mod vault_cmds;
+pub mod walkthrough;
 
 #[derive(Parser)]
 #[command(

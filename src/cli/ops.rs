@@ -80,7 +80,7 @@ pub fn audit(cmd: AuditCmd) -> Result<(), CliError> {
     }
     match verify_files(&all, keys.as_ref()) {
         Ok(r) => {
-            println!(
+            outln!(
                 "ok: {} lines in {} file(s), {} checkpoint(s), {} signature(s) verified{}",
                 r.lines,
                 all.len(),
@@ -91,12 +91,12 @@ pub fn audit(cmd: AuditCmd) -> Result<(), CliError> {
                 } else {
                     ""
                 }
-            );
+            )?;
             if r.unsealed_tail > 0 {
-                println!(
+                outln!(
                     "note: the last {} line(s) follow the last checkpoint (an open segment)",
                     r.unsealed_tail
-                );
+                )?;
             }
             Ok(())
         }
@@ -136,7 +136,7 @@ fn connect(a: &AdminArgs) -> Result<(Client, String), CliError> {
 fn report(r: portcullis::demo::client::Response) -> Result<(), CliError> {
     let text = r.text();
     if (200..300).contains(&r.status) {
-        println!("{text}");
+        outln!("{text}")?;
         Ok(())
     } else {
         Err(CliError::Usage(format!(

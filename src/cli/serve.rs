@@ -124,12 +124,12 @@ fn reload(cfg: &Config, running: &portcullis::gateway::Running) {
 pub fn config(cmd: ConfigCmd) -> Result<(), CliError> {
     match cmd {
         ConfigCmd::Default => {
-            print!("{DEFAULT_TOML}");
+            out!("{DEFAULT_TOML}")?;
             Ok(())
         }
         ConfigCmd::Check { file } => {
             let cfg = Config::load(&file).map_err(|e| CliError::Usage(e.to_string()))?;
-            println!("{}: ok ({} upstreams)", cfg.source, cfg.upstreams.len());
+            outln!("{}: ok ({} upstreams)", cfg.source, cfg.upstreams.len())?;
             Ok(())
         }
     }

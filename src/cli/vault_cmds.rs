@@ -69,16 +69,16 @@ pub fn run(a: VaultArgs) -> Result<(), CliError> {
                         format!("{}\n", k.to_base64()).as_bytes(),
                     )
                     .map_err(|e| CliError::io(f, e))?;
-                    println!(
+                    outln!(
                         "master key written to {} (mode 0600); keep it apart from the vault",
                         f.display()
-                    );
+                    )?;
                     k
                 }
                 _ => key(&a)?,
             };
             Vault::new().save(&a.vault, &k).map_err(verr)?;
-            println!("empty vault created at {}", a.vault.display());
+            outln!("empty vault created at {}", a.vault.display())?;
             Ok(())
         }
         VaultCmd::Put { name } => {
@@ -95,13 +95,13 @@ pub fn run(a: VaultArgs) -> Result<(), CliError> {
             v.insert(name, Secret::new(value.as_bytes().to_vec()))
                 .map_err(verr)?;
             v.save(&a.vault, &k).map_err(verr)?;
-            println!("stored `{name}` ({} credentials in the vault)", v.len());
+            outln!("stored `{name}` ({} credentials in the vault)", v.len())?;
             Ok(())
         }
         VaultCmd::List => {
             let v = Vault::open(&a.vault, &key(&a)?).map_err(verr)?;
             for n in v.names() {
-                println!("{n}");
+                outln!("{n}")?;
             }
             Ok(())
         }
@@ -110,7 +110,7 @@ pub fn run(a: VaultArgs) -> Result<(), CliError> {
             let mut v = Vault::open(&a.vault, &k).map_err(verr)?;
             v.remove(name).map_err(verr)?;
             v.save(&a.vault, &k).map_err(verr)?;
-            println!("removed `{name}`");
+            outln!("removed `{name}`")?;
             Ok(())
         }
     }

@@ -41,9 +41,9 @@ pub fn run(a: DemoArgs) -> Result<(), CliError> {
 
 fn envelope_walkthrough() -> Result<(), CliError> {
     let now = clock::now_unix();
-    println!("== Portcullis envelope walk-through: renewal review ==\n");
+    outln!("== Portcullis envelope walk-through: renewal review ==\n")?;
     let key = SigningKey::generate(Some("demo-issuer-1".into())).map_err(env_err("keygen"))?;
-    println!("1. Issuer key generated (Ed25519), kid `{}`.", key.kid);
+    outln!("1. Issuer key generated (Ed25519), kid `{}`.", key.kid)?;
 
     let Value::Object(seed) = serde_json::from_str::<Value>(SEED_ENVELOPE)
         .map_err(|e| CliError::Usage(format!("embedded seed envelope: {e}")))?
@@ -61,7 +61,7 @@ fn envelope_walkthrough() -> Result<(), CliError> {
     };
     let claims = claims_from_file(seed, &opts).map_err(env_err("minting the seed envelope"))?;
     let token = jws::sign(&claims, &key);
-    println!(
+    outln!(
         "2. Minted the seed's envelope for {} ({}), purpose `{}`, expiring {} ({} bytes):\n   {}...",
         claims.delegator_id,
         claims.agent_kind,
@@ -69,13 +69,13 @@ fn envelope_walkthrough() -> Result<(), CliError> {
         claims.expires_at,
         token.len(),
         &token[..token.len().min(72)]
-    );
+    )?;
 
     let mut keys = TrustedKeys::new();
     keys.add(key.kid.clone(), key.public_key());
     let verifier = Verifier::new(keys, "portcullis");
     let ok = verifier.verify(&token, now).map_err(CliError::Refused)?;
-    println!(
+    outln!(
         "3. Verified: tools {:?}, customer {:?}, max {} records, data classes {:?}.",
         ok.allowed_tools,
         ok.resource_constraints
@@ -83,7 +83,7 @@ fn envelope_walkthrough() -> Result<(), CliError> {
             .map_or(&[][..], |s| s.as_slice()),
         ok.resource_constraints.max_records,
         ok.resource_constraints.data_classes
-    );
+    )?;
 
     let mut cache = EnvelopeCache::new(1024);
     cache
@@ -92,12 +92,13 @@ fn envelope_walkthrough() -> Result<(), CliError> {
     cache
         .verify(&verifier, &token, now)
         .map_err(CliError::Refused)?;
-    println!(
+    outln!(
         "4. Through the verified-envelope cache: {} miss, {} hit (a repeat call costs a lookup).",
-        cache.misses, cache.hits
-    );
+        cache.misses,
+        cache.hits
+    )?;
 
-    println!("5. Tampering:");
+    outln!("5. Tampering:")?;
     let parts: Vec<&str> = token.split('.').collect();
     let mut payload: Value = serde_json::from_slice(
         &URL_SAFE_NO_PAD
@@ -120,7 +121,7 @@ fn envelope_walkthrough() -> Result<(), CliError> {
         &verifier,
         &forged,
         now,
-    );
+    )?;
 
     let none_header = URL_SAFE_NO_PAD.encode(r#"{"alg":"none","typ":"agent-envelope+jwt"}"#);
     let alg_none = format!("{none_header}.{}.", parts[1]);
@@ -129,7 +130,7 @@ fn envelope_walkthrough() -> Result<(), CliError> {
         &verifier,
         &alg_none,
         now,
-    );
+    )?;
 
     let expired = claims_from_file(
         serde_json::from_str(SEED_ENVELOPE).unwrap_or_default(),
@@ -145,7 +146,7 @@ fn envelope_walkthrough() -> Result<(), CliError> {
         &verifier,
         &jws::sign(&expired, &key),
         now,
-    );
+    )?;
 
     let other = SigningKey::generate(Some("demo-issuer-1".into())).map_err(env_err("keygen"))?;
     report(
@@ -153,20 +154,20 @@ fn envelope_walkthrough() -> Result<(), CliError> {
         &verifier,
         &jws::sign(&claims, &other),
         now,
-    );
+    )?;
 
-    println!(
+    outln!(
         "\nNext: `portcullis keygen --out keys`, then `portcullis mint --key keys/private.pem \\"
-    );
-    println!(
+    )?;
+    outln!(
         "  --claims policies/envelopes/renewal-review.json --ttl 15m`, then `portcullis verify --jwks keys/jwks.json -`."
-    );
+    )?;
     Ok(())
 }
 
-fn report(label: &str, v: &Verifier, token: &str, now: i64) {
+fn report(label: &str, v: &Verifier, token: &str, now: i64) -> Result<(), CliError> {
     match v.verify(token, now) {
-        Ok(_) => println!("{label} -> ACCEPTED (this is a bug)"),
-        Err(e) => println!("{label} -> refused: {} ({e})", e.code()),
+        Ok(_) => outln!("{label} -> ACCEPTED (this is a bug)"),
+        Err(e) => outln!("{label} -> refused: {} ({e})", e.code()),
     }
 }

@@ -21,6 +21,10 @@ pub enum EnvelopeError {
     BadBase64 { part: &'static str },
     #[error("the {part} is not a JSON object: {detail}")]
     BadJson { part: &'static str, detail: String },
+    #[error(
+        "unsigned token (`alg: {alg}`) is refused; only EdDSA (Ed25519) envelopes are accepted"
+    )]
+    AlgNone { alg: String },
     #[error("algorithm `{alg}` is refused; only EdDSA (Ed25519) envelopes are accepted")]
     UnsupportedAlg { alg: String },
     #[error("header `typ` is `{typ}`; expected `agent-envelope+jwt`")]
@@ -57,6 +61,7 @@ impl EnvelopeError {
             Self::Malformed => "malformed_token",
             Self::BadBase64 { .. } => "bad_base64",
             Self::BadJson { .. } => "bad_json",
+            Self::AlgNone { .. } => "alg_none",
             Self::UnsupportedAlg { .. } => "unsupported_alg",
             Self::BadType { .. } => "bad_typ",
             Self::MissingKid => "missing_kid",

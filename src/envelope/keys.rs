@@ -77,7 +77,7 @@ impl SigningKey {
     }
 
     pub fn private_pem(&self) -> String {
-        pem::encode(&pem::Pem::new("PRIVATE KEY", self.pkcs8.clone()))
+        pem_lf(&pem::Pem::new("PRIVATE KEY", self.pkcs8.clone()))
     }
 
     pub fn public_key(&self) -> [u8; 32] {
@@ -112,7 +112,15 @@ impl SigningKey {
 pub fn public_spki_pem(key: &[u8; 32]) -> String {
     let mut der = SPKI_PREFIX.to_vec();
     der.extend_from_slice(key);
-    pem::encode(&pem::Pem::new("PUBLIC KEY", der))
+    pem_lf(&pem::Pem::new("PUBLIC KEY", der))
+}
+
+/// PEM with Unix line endings, as OpenSSL writes it (the `pem` crate defaults to CRLF).
+fn pem_lf(p: &pem::Pem) -> String {
+    pem::encode_config(
+        p,
+        pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF),
+    )
 }
 
 /// RFC 7638 JWK thumbprint of an Ed25519 public key (base64url SHA-256 of the canonical
@@ -225,8 +233,9 @@ mod tests {
             k.kid, again.kid,
             "default kid is the thumbprint, stable across loads"
         );
-        assert!(k.private_pem().starts_with("-----BEGIN PRIVATE KEY-----"));
-        assert!(k.public_pem().starts_with("-----BEGIN PUBLIC KEY-----"));
+        assert!(k.private_pem().starts_with("-----BEGIN PRIVATE KEY-----\n"));
+        assert!(k.public_pem().starts_with("-----BEGIN PUBLIC KEY-----\n"));
+        assert!(!k.private_pem().contains('\r') && !k.public_pem().contains('\r'));
         let jwks = TrustedKeys::from_jwks(&k.jwks().to_string()).unwrap();
         assert!(jwks.get(&k.kid).is_some());
     }

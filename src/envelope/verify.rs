@@ -55,6 +55,13 @@ impl Verifier {
         // Only the exact registered name: `none`, every HMAC/RSA/ECDSA alg and case
         // variants are refused before any key is looked at (RFC 8725 §3.1).
         if alg != ALG {
+            // An unsigned token is an attack rather than a misconfiguration: its own reason,
+            // whatever the case of `none`.
+            if alg.eq_ignore_ascii_case("none") {
+                return Err(EnvelopeError::AlgNone {
+                    alg: alg.to_owned(),
+                });
+            }
             return Err(EnvelopeError::UnsupportedAlg {
                 alg: alg.to_owned(),
             });
