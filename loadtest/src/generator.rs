@@ -5,18 +5,21 @@
 //! sends its next request as soon as the previous answer arrives, for maximum throughput.
 
 use crate::report::Stats;
-use crate::schedule::{Schedule, wait_until};
+use crate::schedule::{Schedule, Yielder, wait_until};
 use crate::workload::{Expect, Template};
 use monoio::buf::IoBufMut;
-use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
+use monoio::io::{AsyncWriteRentExt, CancelableAsyncReadRent};
 use monoio::net::TcpStream;
 use portcullis::http::ChunkedDecoder;
 use portcullis::http::head::{Framing, Method, parse_response};
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
 #[derive(Debug, Clone, Copy)]
@@ -128,6 +131,7 @@ impl Failure {
 }
 
 struct Conn {
+    slot: Rc<Slot>,
     stream: Option<TcpStream>,
     rbuf: Vec<u8>,
     wbuf: Vec<u8>,
@@ -135,10 +139,15 @@ struct Conn {
     relay: Vec<(std::ops::Range<usize>, std::ops::Range<usize>)>,
 }
 
+/// Reads more of the answer, failing at `deadline`. Two mechanisms enforce it, because
+/// monoio fires timers only when its run queue empties, which a pacer spinning for a
+/// precise send time prevents: the timer (when the thread is idle enough to park) and the
+/// pacer's watchdog, which cancels the read through `slot` (when it is spinning).
 async fn read_more(
     stream: &mut TcpStream,
     rbuf: &mut Vec<u8>,
     deadline: Instant,
+    slot: &Slot,
 ) -> Result<(), Failure> {
     if rbuf.capacity() - rbuf.len() < 4096 {
         rbuf.reserve(16 * 1024);
@@ -146,7 +155,8 @@ async fn read_more(
     let left = deadline.saturating_duration_since(Instant::now());
     let b = std::mem::take(rbuf);
     let (len, cap) = (b.len(), b.capacity());
-    match monoio::time::timeout(left, stream.read(b.slice_mut(len..cap))).await {
+    let handle = slot.canceller.borrow().handle();
+    match monoio::time::timeout(left, stream.cancelable_read(b.slice_mut(len..cap), handle)).await {
         Ok((Ok(0), s)) => {
             *rbuf = s.into_inner();
             Err(Failure::Closed)
@@ -154,6 +164,10 @@ async fn read_more(
         Ok((Ok(_), s)) => {
             *rbuf = s.into_inner();
             Ok(())
+        }
+        Ok((Err(_), s)) if slot.fired.get() => {
+            *rbuf = s.into_inner();
+            Err(Failure::Timeout)
         }
         Ok((Err(e), s)) => {
             *rbuf = s.into_inner();
@@ -163,9 +177,30 @@ async fn read_more(
     }
 }
 
+/// A connection's entry in its thread's watchdog: when its current exchange must end,
+/// and how to cancel the read it is waiting on.
+#[derive(Default)]
+struct Slot {
+    deadline: Cell<Option<Instant>>,
+    canceller: RefCell<monoio::io::Canceller>,
+    fired: Cell<bool>,
+}
+
+impl Slot {
+    /// Cancels the pending read if the deadline has passed.
+    fn check(&self, now: Instant) {
+        if self.deadline.get().is_some_and(|d| now >= d) && !self.fired.get() {
+            self.fired.set(true);
+            let c = self.canceller.replace(monoio::io::Canceller::new());
+            let _ = c.cancel();
+        }
+    }
+}
+
 impl Conn {
     fn new() -> Conn {
         Conn {
+            slot: Rc::new(Slot::default()),
             stream: None,
             rbuf: Vec::with_capacity(16 * 1024),
             wbuf: Vec::with_capacity(4096),
@@ -182,6 +217,20 @@ impl Conn {
         timeout: Duration,
     ) -> Result<u16, Failure> {
         let deadline = Instant::now() + timeout;
+        self.slot.fired.set(false);
+        self.slot.deadline.set(Some(deadline));
+        let r = self.exchange_until(addr, req, timeout, deadline).await;
+        self.slot.deadline.set(None);
+        r
+    }
+
+    async fn exchange_until(
+        &mut self,
+        addr: SocketAddr,
+        req: &[u8],
+        timeout: Duration,
+        deadline: Instant,
+    ) -> Result<u16, Failure> {
         if self.stream.is_none() {
             let s = match monoio::time::timeout(timeout, TcpStream::connect_addr(addr)).await {
                 Ok(Ok(s)) => s,
@@ -209,7 +258,7 @@ impl Conn {
                     Err(_) => return Err(Failure::Protocol),
                 }
             }
-            read_more(stream, &mut self.rbuf, deadline).await?;
+            read_more(stream, &mut self.rbuf, deadline, &self.slot).await?;
         };
         self.relay = head.relay;
         self.body.clear();
@@ -219,7 +268,7 @@ impl Conn {
             Framing::Length(n) => {
                 let end = head.len + n as usize;
                 while self.rbuf.len() < end {
-                    read_more(stream, &mut self.rbuf, deadline).await?;
+                    read_more(stream, &mut self.rbuf, deadline, &self.slot).await?;
                 }
                 self.body.extend_from_slice(&self.rbuf[pos..end]);
                 pos = end;
@@ -234,12 +283,12 @@ impl Conn {
                     if dec.is_done() {
                         break;
                     }
-                    read_more(stream, &mut self.rbuf, deadline).await?;
+                    read_more(stream, &mut self.rbuf, deadline, &self.slot).await?;
                 }
             }
             Framing::UntilClose => {
                 loop {
-                    match read_more(stream, &mut self.rbuf, deadline).await {
+                    match read_more(stream, &mut self.rbuf, deadline, &self.slot).await {
                         Ok(()) => {}
                         Err(Failure::Closed) => break,
                         Err(e) => return Err(e),
@@ -258,43 +307,103 @@ impl Conn {
     }
 }
 
-/// What every connection task of a run shares.
+/// What every connection task of a thread shares.
 struct Shared {
     target: Target,
     cfg: RunConfig,
     schedule: Schedule,
-    conns: u64,
     deadline: Instant,
     progress: Arc<Progress>,
+    /// Open loop: requests due and not yet taken by a connection, oldest first.
+    due: RefCell<VecDeque<u64>>,
+    /// Connections waiting for a due request.
+    idle: RefCell<Vec<Waker>>,
+    /// The pacer has released every request of this thread.
+    released: Cell<bool>,
+    slots: RefCell<Vec<Rc<Slot>>>,
+    yielder: Rc<Yielder>,
 }
 
-async fn connection(sh: Rc<Shared>, conn_id: u64, stats: Rc<RefCell<Stats>>) {
+/// The next due request, or `None` once the pacer is done and the queue is empty.
+fn next_due(sh: &Shared) -> impl Future<Output = Option<u64>> + '_ {
+    std::future::poll_fn(move |cx| {
+        if let Some(i) = sh.due.borrow_mut().pop_front() {
+            return Poll::Ready(Some(i));
+        }
+        if sh.released.get() {
+            return Poll::Ready(None);
+        }
+        sh.idle.borrow_mut().push(cx.waker().clone());
+        Poll::Pending
+    })
+}
+
+/// Open loop, one per thread: releases this thread's requests (`first`, `first +
+/// stride`, ...) at their intended times into the due queue, where any idle connection
+/// takes the oldest. A request no connection is free for waits there, its latency still
+/// counting from the intended time. While spinning it also runs the watchdog.
+async fn pacer(sh: Rc<Shared>, first: u64, stride: u64) {
+    let mut i = first;
+    let mut last_watch = Instant::now();
+    while i < sh.schedule.total {
+        let t = sh.schedule.at(i);
+        wait_until(t, &sh.yielder, || {
+            let now = Instant::now();
+            if now - last_watch >= Duration::from_micros(250) {
+                last_watch = now;
+                for slot in sh.slots.borrow().iter() {
+                    slot.check(now);
+                }
+            }
+        })
+        .await;
+        sh.due.borrow_mut().push_back(i);
+        // Wake one waiting connection; one that finds the queue already empty waits again.
+        let w = sh.idle.borrow_mut().pop();
+        if let Some(w) = w {
+            w.wake();
+        }
+        i += stride;
+    }
+    sh.released.set(true);
+    sh.yielder.stop();
+    let waiting: Vec<Waker> = sh.idle.borrow_mut().drain(..).collect();
+    for w in waiting {
+        w.wake();
+    }
+}
+
+async fn connection(sh: Rc<Shared>, stats: Rc<RefCell<Stats>>) {
     let mut c = Conn::new();
+    sh.slots.borrow_mut().push(Rc::clone(&c.slot));
     let templates = &sh.target.templates;
     let open = matches!(sh.cfg.mode, Mode::Open(_));
-    let mut i = conn_id;
     if !open {
-        wait_until(sh.schedule.start).await;
+        // Millisecond precision is enough to start a closed loop.
+        monoio::time::sleep(sh.schedule.start.saturating_duration_since(Instant::now())).await;
     }
+    let mut n = 0u64;
     loop {
-        let intended = if open {
-            if i >= sh.schedule.total {
-                break;
+        let (i, intended) = match sh.cfg.mode {
+            Mode::Open(_) => match next_due(&sh).await {
+                Some(i) => (i, sh.schedule.at(i)),
+                None => break,
+            },
+            Mode::Requests(total) => {
+                let i = sh.progress.issued.fetch_add(1, Ordering::Relaxed);
+                if i >= total {
+                    break;
+                }
+                (i, Instant::now())
             }
-            let t = sh.schedule.at(i);
-            wait_until(t).await;
-            t
-        } else if let Mode::Requests(n) = sh.cfg.mode {
-            if sh.progress.issued.fetch_add(1, Ordering::Relaxed) >= n {
-                break;
+            Mode::Closed => {
+                let now = Instant::now();
+                if now >= sh.deadline {
+                    break;
+                }
+                n += 1;
+                (n, now)
             }
-            Instant::now()
-        } else {
-            let now = Instant::now();
-            if now >= sh.deadline {
-                break;
-            }
-            now
         };
         let late = Instant::now().saturating_duration_since(intended) > Duration::from_millis(1);
         // Spread requests over the templates without lining up with the connection count.
@@ -323,7 +432,6 @@ async fn connection(sh: Rc<Shared>, conn_id: u64, stats: Rc<RefCell<Stats>>) {
             // A closed-loop run against a dead target would spin: pace the retries.
             monoio::time::sleep(Duration::from_millis(10)).await;
         }
-        i += sh.conns;
     }
 }
 
@@ -373,28 +481,41 @@ pub fn run(target: &Target, cfg: &RunConfig, progress_line: bool) -> Stats {
     });
     let mut handles = Vec::new();
     for t in 0..threads {
-        let sh = Shared {
-            target: target.clone(),
-            cfg: cfg.clone(),
-            schedule,
-            conns,
-            deadline,
-            progress: Arc::clone(&progress),
-        };
+        let (target, cfg, progress) = (target.clone(), cfg.clone(), Arc::clone(&progress));
         let spawned = std::thread::Builder::new()
             .name(format!("lt-client-{t}"))
             .spawn(move || {
+                let sh = Shared {
+                    target,
+                    cfg,
+                    schedule,
+                    deadline,
+                    progress,
+                    due: RefCell::new(VecDeque::new()),
+                    idle: RefCell::new(Vec::new()),
+                    released: Cell::new(false),
+                    slots: RefCell::new(Vec::new()),
+                    yielder: Rc::new(Yielder::default()),
+                };
                 if !sh.cfg.cpus.is_empty() {
                     let _ = monoio::utils::bind_to_cpu_set([sh.cfg.cpus[t % sh.cfg.cpus.len()]]);
                 }
                 let stats = Rc::new(RefCell::new(Stats::new(&sh.target.name)));
+                let open = matches!(sh.cfg.mode, Mode::Open(_));
                 let sh = Rc::new(sh);
                 let s2 = Rc::clone(&stats);
                 let run = async move {
+                    let pacer = open.then(|| {
+                        monoio::spawn(Rc::clone(&sh.yielder).helper());
+                        monoio::spawn(pacer(Rc::clone(&sh), t as u64, threads as u64))
+                    });
                     let tasks: Vec<_> = (t as u64..conns)
                         .step_by(threads)
-                        .map(|c| monoio::spawn(connection(Rc::clone(&sh), c, Rc::clone(&s2))))
+                        .map(|_| monoio::spawn(connection(Rc::clone(&sh), Rc::clone(&s2))))
                         .collect();
+                    if let Some(p) = pacer {
+                        p.await;
+                    }
                     for task in tasks {
                         task.await;
                     }
@@ -488,6 +609,50 @@ pub fn warm_up(target: &Target) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_spinning_pacer_still_times_out_a_silent_upstream() {
+        // A listener that accepts (the kernel does) and never answers.
+        let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = silent.local_addr().unwrap();
+        let (result, spinner_still_running) =
+            portcullis::server::runtime::block_on(portcullis::server::Driver::Auto, async move {
+                let yielder = Rc::new(Yielder::default());
+                monoio::spawn(Rc::clone(&yielder).helper());
+                let mut c = Conn::new();
+                let slot = Rc::clone(&c.slot);
+                let spinning = Rc::new(Cell::new(true));
+                let (y, sp) = (Rc::clone(&yielder), Rc::clone(&spinning));
+                // While this spins, monoio never parks, so its timers cannot fire: only the
+                // watchdog can end the exchange before the spin does.
+                let spinner = monoio::spawn(async move {
+                    let end = Instant::now() + Duration::from_millis(600);
+                    while Instant::now() < end {
+                        slot.check(Instant::now());
+                        y.yield_back().await;
+                    }
+                    sp.set(false);
+                    y.stop();
+                });
+                let r = c
+                    .exchange(
+                        addr,
+                        b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+                        Duration::from_millis(100),
+                    )
+                    .await;
+                let still = spinning.get();
+                spinner.await;
+                (r.map_err(|f| f.kind()), still)
+            })
+            .unwrap();
+        assert_eq!(result, Err("timeout".to_string()));
+        assert!(
+            spinner_still_running,
+            "the timeout fired before the spin ended, by the watchdog"
+        );
+        drop(silent);
+    }
 
     #[test]
     fn reasons_are_found_in_http_and_json_rpc_bodies() {

@@ -13,4 +13,5 @@ pub mod generator;
 pub mod report;
 pub mod schedule;
 pub mod setup;
+pub mod swap;
 pub mod workload;

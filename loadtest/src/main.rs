@@ -8,6 +8,7 @@ use portcullis_loadtest::compare::{self, CompareConfig, CpuPlan, GatewayUnderTes
 use portcullis_loadtest::generator::{self, Mode, RunConfig, Target};
 use portcullis_loadtest::report::{self, Stats};
 use portcullis_loadtest::setup::{self, GatewaySettings};
+use portcullis_loadtest::swap::{SwapConfig, swap_storm};
 use portcullis_loadtest::workload::{self, Mix};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -34,6 +35,9 @@ enum Cmd {
     Compare(CompareArgs),
     /// Measure one target (a running gateway, a backend, another proxy).
     Run(RunArgs),
+    /// Latency through an in-process gateway while policy bundles are pushed to its admin
+    /// API back to back, against the same run without pushes.
+    SwapStorm(SwapArgs),
     /// Run the built-in backend: the example tools' HTTP routes and an MCP server.
     Backend(BackendArgs),
     /// Write a gateway deployment (issuer key, vault, configuration) in front of a
@@ -237,6 +241,23 @@ struct RunArgs {
 }
 
 #[derive(Args)]
+struct SwapArgs {
+    /// Open-loop rate, requests per second.
+    #[arg(long, default_value_t = 5000.0)]
+    rate: f64,
+    /// Pause between bundle pushes (0ms: back to back).
+    #[arg(long, default_value = "0ms", value_parser = duration)]
+    interval: Duration,
+    /// CPUs for the gateway (and backend) and for the generator, as in `compare`.
+    #[arg(long, value_parser = cpu_list)]
+    gateway_cpus: Option<Vec<usize>>,
+    #[arg(long, value_parser = cpu_list)]
+    client_cpus: Option<Vec<usize>>,
+    #[command(flatten)]
+    shape: Shape,
+}
+
+#[derive(Args)]
 struct BackendArgs {
     #[arg(long, default_value = "127.0.0.1:18080")]
     listen: SocketAddr,
@@ -284,6 +305,7 @@ fn main() -> ExitCode {
     let r = match cli.cmd {
         Cmd::Compare(a) => cmd_compare(a),
         Cmd::Run(a) => cmd_run(a),
+        Cmd::SwapStorm(a) => cmd_swap(a),
         Cmd::Backend(a) => cmd_backend(a),
         Cmd::Setup(a) => cmd_setup(a),
     };
@@ -471,6 +493,37 @@ fn cmd_run(a: RunArgs) -> Result<(), String> {
         for f in files {
             eprintln!("wrote {}", f.display());
         }
+    }
+    Ok(())
+}
+
+fn cmd_swap(a: SwapArgs) -> Result<(), String> {
+    if !(a.rate.is_finite() && a.rate > 0.0) {
+        return Err("--rate must be a positive number of requests per second".into());
+    }
+    let n = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let d = CpuPlan::default_for(n);
+    let gateway = a.gateway_cpus.unwrap_or(d.gateway);
+    let cfg = SwapConfig {
+        rate: a.rate,
+        duration: a.shape.duration,
+        connections: a.shape.connections,
+        interval: a.interval,
+        envelopes: a.shape.envelopes,
+        cpus: CpuPlan {
+            backend: gateway.clone(),
+            gateway,
+            client: a.client_cpus.unwrap_or(d.client),
+        },
+        out: a.shape.out,
+        progress: !a.shape.quiet,
+    };
+    let (_, stormy, pushes) = swap_storm(&cfg).map_err(|e| e.to_string())?;
+    if pushes.failed > 0 || !stormy.errors.is_empty() || !stormy.unexpected.is_empty() {
+        return Err(format!(
+            "the storm failed calls or pushes: {} failed pushes, errors {:?}, unexpected {:?}",
+            pushes.failed, stormy.errors, stormy.unexpected
+        ));
     }
     Ok(())
 }

@@ -3,9 +3,10 @@
 //! so a stall delays every request scheduled during it and shows up as latency, instead of
 //! silently lowering the offered load (coordinated omission).
 
+use std::cell::{Cell, RefCell};
 use std::future::Future;
-use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::rc::Rc;
+use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
 #[derive(Debug, Clone, Copy)]
@@ -31,33 +32,74 @@ impl Schedule {
     pub fn at(&self, i: u64) -> Instant {
         self.start + Duration::from_nanos((i as f64 * self.interval_ns) as u64)
     }
-
-    /// The requests connection `conn` of `conns` sends: `conn`, `conn + conns`, ...
-    pub fn for_connection(&self, conn: u64, conns: u64) -> impl Iterator<Item = u64> + '_ {
-        (conn..self.total).step_by(conns.max(1) as usize)
-    }
 }
 
-/// Yields once to the runtime, letting other tasks on this thread run.
-pub struct YieldNow(bool);
+/// Lets a spinning task give the rest of its thread a turn. monoio re-queues a task that
+/// wakes itself while being polled at the *front* of the run queue, so a plain
+/// self-waking yield would monopolise the thread (the connections' completions would
+/// wait until the spin ends). Instead the spinner parks its waker here and wakes a helper
+/// task, which wakes the spinner back from outside its poll: each then goes to the back
+/// of the queue, behind every task that became ready meanwhile.
+#[derive(Default)]
+pub struct Yielder {
+    spinner: RefCell<Option<Waker>>,
+    helper: RefCell<Option<Waker>>,
+    stopped: Cell<bool>,
+}
 
-impl Future for YieldNow {
-    type Output = ();
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        if self.0 {
-            return Poll::Ready(());
+impl Yielder {
+    /// One turn at the back of the run queue.
+    pub fn yield_back(&self) -> impl Future<Output = ()> + '_ {
+        let mut parked = false;
+        std::future::poll_fn(move |cx| {
+            if parked {
+                return Poll::Ready(());
+            }
+            parked = true;
+            *self.spinner.borrow_mut() = Some(cx.waker().clone());
+            let helper = self.helper.borrow_mut().take();
+            if let Some(h) = helper {
+                h.wake();
+            }
+            Poll::Pending
+        })
+    }
+
+    /// The helper task: run it (spawned) beside the spinner for as long as it spins.
+    pub async fn helper(self: Rc<Self>) {
+        std::future::poll_fn(|cx| {
+            if self.stopped.get() {
+                return Poll::Ready(());
+            }
+            let spinner = self.spinner.borrow_mut().take();
+            if let Some(s) = spinner {
+                s.wake();
+            }
+            *self.helper.borrow_mut() = Some(cx.waker().clone());
+            Poll::Pending
+        })
+        .await
+    }
+
+    /// Ends the helper task.
+    pub fn stop(&self) {
+        self.stopped.set(true);
+        let helper = self.helper.borrow_mut().take();
+        if let Some(h) = helper {
+            h.wake();
         }
-        self.0 = true;
-        cx.waker().wake_by_ref();
-        Poll::Pending
     }
 }
 
-/// Waits until `t` with microsecond precision: monoio's timer has millisecond resolution,
-/// so the last stretch is spent yielding to the connection's neighbours rather than
-/// sleeping. (At high rates a request is always due within a millisecond, so a
-/// generator thread stays busy: pin it away from the gateway's cores.)
-pub async fn wait_until(t: Instant) {
+/// Waits until `t` with microsecond precision, calling `spinning` on every turn of the
+/// fine wait. monoio's timer has millisecond resolution (deadlines round up), so only the
+/// coarse part is a timer sleep and the last stretch is spent yielding (through
+/// `yielder`), which lets the thread's connections run meanwhile. While a task spins,
+/// monoio never parks, so its timers do not fire: callers that need deadlines enforced
+/// meanwhile do it in `spinning`. At high rates a request is always due within a
+/// millisecond and the thread stays busy: pin the generator away from the system under
+/// test.
+pub async fn wait_until(t: Instant, yielder: &Yielder, mut spinning: impl FnMut()) {
     loop {
         let now = Instant::now();
         if now >= t {
@@ -67,7 +109,8 @@ pub async fn wait_until(t: Instant) {
         if left > Duration::from_micros(2500) {
             monoio::time::sleep(left - Duration::from_micros(1500)).await;
         } else {
-            YieldNow(false).await;
+            spinning();
+            yielder.yield_back().await;
         }
     }
 }
@@ -82,12 +125,5 @@ mod tests {
         assert_eq!(s.total, 2000);
         assert_eq!(s.at(1000) - s.at(0), Duration::from_secs(1));
         assert_eq!(s.at(1) - s.at(0), Duration::from_millis(1));
-        let mine: Vec<u64> = s.for_connection(1, 4).take(3).collect();
-        assert_eq!(mine, [1, 5, 9]);
-        let all: u64 = (0..4).map(|c| s.for_connection(c, 4).count() as u64).sum();
-        assert_eq!(
-            all, s.total,
-            "every scheduled request belongs to exactly one connection"
-        );
     }
 }
