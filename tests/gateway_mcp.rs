@@ -256,3 +256,54 @@ fn sessions_are_bound_to_their_envelope_and_end_on_delete() {
         "unknown versions get our newest session-based one"
     );
 }
+
+#[test]
+fn a_tools_call_with_duplicate_member_names_is_refused_before_it_is_forwarded() {
+    // The body of an MCP tools/call is forwarded as it is: were duplicates allowed, the
+    // gateway could check one `contract_id` and the upstream MCP server act on another.
+    let gw = start_gateway(|t| t);
+    let token = gw.envelope(|v| {
+        v["allowed_tools"]
+            .as_array_mut()
+            .unwrap()
+            .push("contracts.classify_clauses".into());
+    });
+    let mut c = gw.client();
+    let before = gw.demo_log("docs-mcp").len();
+    for body in [
+        r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"contracts.classify_clauses","arguments":{"contract_id":"contract_7781","contract_id":"contract_9999"}}}"#,
+        r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"contracts.classify_clauses","arguments":{"contract_id":"contract_7781"}},"params":{"name":"contracts.classify_clauses","arguments":{"contract_id":"contract_9999"}}}"#,
+    ] {
+        let r = mcp(&mut c, &token, None, body);
+        assert_eq!(r.status, 400, "{}", r.text());
+        assert_eq!(r.json()["error"]["code"], -32600);
+        assert!(r.text().contains("more than once"), "{}", r.text());
+    }
+    assert_eq!(
+        gw.demo_log("docs-mcp").len(),
+        before,
+        "nothing reached the MCP server"
+    );
+    // The same call without the duplicate goes through.
+    let r = mcp(
+        &mut c,
+        &token,
+        None,
+        r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"contracts.classify_clauses","arguments":{"contract_id":"contract_7781"}}}"#,
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    // The demo MCP server answers over SSE: a progress message, then the result.
+    let last = r
+        .text()
+        .lines()
+        .rfind(|l| l.starts_with("data: "))
+        .unwrap_or("")
+        .to_owned();
+    let v: Value = serde_json::from_str(&last["data: ".len()..]).unwrap();
+    assert_eq!(v["id"], 2);
+    assert_eq!(
+        v["result"]["structuredContent"]["contract_id"],
+        "contract_7781"
+    );
+    assert!(gw.demo_log("docs-mcp").len() > before);
+}

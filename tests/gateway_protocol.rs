@@ -168,6 +168,38 @@ fn invalid_json_bodies_are_400_with_a_reason() {
 }
 
 #[test]
+fn duplicate_argument_names_are_refused_and_never_forwarded() {
+    // The body is forwarded as it came: the gateway must not check the first
+    // `customer_id` while the upstream (last one wins, like most JSON parsers) acts on
+    // the second, a customer outside the envelope.
+    let (gw, fake) = with_fake(|t| t);
+    let t = gw.envelope(|_| {});
+    let mut c = gw.client();
+    for body in [
+        r#"{"customer_id":"cust_acme_1042","subject":"renewal","customer_id":"cust_globex_2001"}"#,
+        r#"{"customer_id":"cust_acme_1042","subject":"renewal","customer\u005fid":"cust_globex_2001"}"#,
+        r#"{"customer_id":"cust_acme_1042","subject":"renewal","meta":{"a":1,"a":2}}"#,
+    ] {
+        let r = call(&mut c, &t, "tickets.create", body);
+        assert_eq!(r.status, 400, "{body}: {}", r.text());
+        assert_eq!(reason(&r), "invalid_arguments", "{body}");
+        assert!(r.text().contains("more than once"), "{}", r.text());
+    }
+    assert!(
+        fake.seen.lock().unwrap().is_empty(),
+        "nothing reached the upstream"
+    );
+    let r = call(
+        &mut c,
+        &t,
+        "tickets.create",
+        r#"{"customer_id":"cust_acme_1042","subject":"renewal"}"#,
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(fake.seen.lock().unwrap().len(), 1);
+}
+
+#[test]
 fn invalid_json_rpc_gets_json_rpc_errors() {
     let gw = start_gateway(|t| t);
     let t = gw.envelope(|_| {});

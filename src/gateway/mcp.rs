@@ -364,6 +364,16 @@ async fn post(gw: &Gateway, req: Request<'_>, io: &mut ConnIo) -> Disposition {
                         message: "parse error: body is not JSON".into(),
                     };
                 }
+                Err(e @ crate::pipeline::args::ArgsError::DuplicateKey(_)) => {
+                    // Forwarded as it is, so the gateway and the upstream must not be
+                    // able to read different members (see `pipeline::args`).
+                    return Plan::Error {
+                        status: 400,
+                        id: None,
+                        code: rpc::INVALID_REQUEST,
+                        message: format!("invalid request: {e}"),
+                    };
+                }
                 Err(_) => {
                     return Plan::Error {
                         status: 400,
