@@ -258,6 +258,127 @@ fn sessions_are_bound_to_their_envelope_and_end_on_delete() {
 }
 
 #[test]
+fn the_2026_revision_rules_for_versions_methods_and_notifications() {
+    let gw = start_gateway(|t| t);
+    let token = gw.envelope(|_| {});
+    let mut c = gw.client();
+    let auth = format!("Bearer {token}");
+    let post = |c: &mut portcullis::demo::client::Client,
+                version: Option<&str>,
+                method: Option<&str>,
+                body: &str| {
+        let mut h = vec![
+            ("Authorization", auth.as_str()),
+            ("Content-Type", "application/json"),
+            ("Accept", "application/json, text/event-stream"),
+        ];
+        if let Some(v) = version {
+            h.push(("MCP-Protocol-Version", v));
+        }
+        if let Some(m) = method {
+            h.push(("Mcp-Method", m));
+        }
+        c.request("POST", "/mcp", &h, body.as_bytes()).unwrap()
+    };
+    let with_meta = |method: &str, v: &str| {
+        json!({"jsonrpc": "2.0", "id": 9, "method": method, "params": {"_meta": {
+            "io.modelcontextprotocol/protocolVersion": v,
+            "io.modelcontextprotocol/clientCapabilities": {}}}})
+        .to_string()
+    };
+    let modern = Some("2026-07-28");
+
+    // The baseline: header and _meta agree.
+    let r = post(
+        &mut c,
+        modern,
+        Some("tools/list"),
+        &with_meta("tools/list", "2026-07-28"),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["result"]["resultType"], "complete");
+
+    // An unimplemented method is 404 with -32601 in this revision.
+    let r = post(
+        &mut c,
+        modern,
+        Some("resources/list"),
+        &with_meta("resources/list", "2026-07-28"),
+    );
+    assert_eq!(
+        (r.status, r.json()["error"]["code"].clone()),
+        (404, json!(-32601)),
+        "{}",
+        r.text()
+    );
+    assert_eq!(r.json()["id"], 9);
+
+    // The header must carry the body's revision.
+    for (header, meta) in [
+        (modern, "2025-11-25"),
+        (None, "2026-07-28"),
+        (Some("2025-06-18"), "2026-07-28"),
+    ] {
+        let r = post(
+            &mut c,
+            header,
+            Some("tools/list"),
+            &with_meta("tools/list", meta),
+        );
+        assert_eq!(r.status, 400, "{header:?} vs {meta}: {}", r.text());
+        assert_eq!(r.json()["error"]["code"], -32020, "{header:?} vs {meta}");
+    }
+
+    // An unsupported revision, in the header or in _meta: 400 with the supported list.
+    for (header, meta) in [(Some("1900-01-01"), "2026-07-28"), (modern, "1900-01-01")] {
+        let r = post(
+            &mut c,
+            header,
+            Some("tools/list"),
+            &with_meta("tools/list", meta),
+        );
+        assert_eq!(r.status, 400, "{header:?} / {meta}: {}", r.text());
+        let e = &r.json()["error"];
+        assert_eq!(e["code"], -32022, "{}", r.text());
+        assert_eq!(e["data"]["requested"], "1900-01-01");
+        assert!(
+            e["data"]["supported"]
+                .as_array()
+                .unwrap()
+                .contains(&json!("2026-07-28")),
+            "{}",
+            r.text()
+        );
+    }
+
+    // Notifications: 202 with no body, with or without Mcp-Method; a contradicting
+    // Mcp-Method is still refused.
+    let note = r#"{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":1}}"#;
+    for method in [None, Some("notifications/cancelled")] {
+        let r = post(&mut c, modern, method, note);
+        assert_eq!(r.status, 202, "{method:?}: {}", r.text());
+        assert!(r.body.is_empty());
+    }
+    let r = post(&mut c, modern, Some("tools/list"), note);
+    assert_eq!(
+        (r.status, r.json()["error"]["code"].clone()),
+        (400, json!(-32020))
+    );
+
+    // The session-based revisions keep answering an unknown method in the JSON-RPC body.
+    let r = post(
+        &mut c,
+        None,
+        None,
+        r#"{"jsonrpc":"2.0","id":3,"method":"resources/list"}"#,
+    );
+    assert_eq!(
+        (r.status, r.json()["error"]["code"].clone()),
+        (200, json!(-32601))
+    );
+}
+
+#[test]
 fn a_tools_call_with_duplicate_member_names_is_refused_before_it_is_forwarded() {
     // The body of an MCP tools/call is forwarded as it is: were duplicates allowed, the
     // gateway could check one `contract_id` and the upstream MCP server act on another.

@@ -88,7 +88,9 @@ fn check_standard_headers(
 ) -> Option<Plan> {
     let (id, method) = match message {
         Message::Request { id, method } => (Some(id.clone()), *method),
-        Message::Notification { method } => (None, *method),
+        // 2026-07-28 defines no header requirements for notification POSTs: accept one
+        // without `Mcp-Method`, but one that names a different method is still refused.
+        Message::Notification { method } if method_hdr.is_some() => (None, *method),
         _ => return None,
     };
     let mismatch = |why: String| Plan::Error {
@@ -162,6 +164,28 @@ fn rpc_error(
         rpc_reply(io, status, &body, None);
     }
     Disposition::KeepAlive
+}
+
+/// 400 with an `UnsupportedProtocolVersionError` (-32022) listing what is supported.
+fn unsupported_version(io: &mut ConnIo, id: Option<&RpcId>, requested: &str) {
+    let mut body = Vec::with_capacity(256);
+    rpc::open_error(
+        &mut body,
+        id,
+        version::UNSUPPORTED_PROTOCOL_VERSION,
+        &format!(
+            "unsupported protocol version `{requested}`; supported: {}",
+            version::SUPPORTED.join(", ")
+        ),
+    );
+    body.extend_from_slice(b",\"data\":");
+    body.extend_from_slice(
+        json!({"supported": version::SUPPORTED, "requested": requested})
+            .to_string()
+            .as_bytes(),
+    );
+    body.extend_from_slice(b"}}");
+    rpc_reply(io, 400, &body, None);
 }
 
 fn deny_rpc(io: &mut ConnIo, id: Option<&RpcId>, d: &Denial, did: &DecisionId) -> Disposition {
@@ -258,11 +282,11 @@ async fn post(gw: &Gateway, req: Request<'_>, io: &mut ConnIo) -> Disposition {
     if let Some(v) = header_version
         && !version::is_supported(v)
     {
-        let msg = format!(
-            "unsupported MCP-Protocol-Version `{v}`; supported: {}",
-            version::SUPPORTED.join(", ")
-        );
-        return rpc_error(io, 400, None, rpc::INVALID_REQUEST, &msg, None);
+        // 400 for every revision (2025-06-18: "invalid or unsupported"); the body is the
+        // 2026-07-28 `UnsupportedProtocolVersionError`, so a modern client can pick one
+        // of the supported versions and retry.
+        unsupported_version(io, None, v);
+        return Disposition::KeepAlive;
     }
     if req.head.mcp_duplicate {
         return rpc_error(
@@ -404,12 +428,31 @@ async fn post(gw: &Gateway, req: Request<'_>, io: &mut ConnIo) -> Disposition {
                 .object_at("params")
                 .and_then(|p| p.object_at("_meta"))
                 .and_then(|meta| meta.str(version::META_PROTOCOL_VERSION).ok().flatten())
-                && !version::is_supported(v)
             {
-                return Plan::Unsupported {
-                    id,
-                    version: v.to_owned(),
-                };
+                if !version::is_supported(v) {
+                    return Plan::Unsupported {
+                        id,
+                        version: v.to_owned(),
+                    };
+                }
+                // The header must carry the body's revision (2026-07-28, "Protocol Version
+                // Header"): a modern body under a legacy or missing header, or a header
+                // naming another revision, is a mismatch.
+                if (modern || version::is_stateless(v)) && header_version != Some(v) {
+                    return Plan::Error {
+                        status: 400,
+                        id: Some(id),
+                        code: version::HEADER_MISMATCH,
+                        message: match header_version {
+                            None => format!(
+                                "missing MCP-Protocol-Version header; _meta names `{v}`"
+                            ),
+                            Some(h) => format!(
+                                "MCP-Protocol-Version header `{h}` does not match _meta protocol version `{v}`"
+                            ),
+                        },
+                    };
+                }
             }
             match method {
                 "server/discover" => Plan::Discover { id },
@@ -438,7 +481,10 @@ async fn post(gw: &Gateway, req: Request<'_>, io: &mut ConnIo) -> Disposition {
                     note,
                 ),
                 other => Plan::Error {
-                    status: 200,
+                    // 2026-07-28: an unimplemented method is HTTP 404 with -32601 (the
+                    // body tells it apart from a legacy server's 404); earlier revisions
+                    // answer it as any other JSON-RPC error.
+                    status: if modern { 404 } else { 200 },
                     id: Some(id),
                     code: rpc::METHOD_NOT_FOUND,
                     message: format!("method `{other}` is not offered by this gateway"),
@@ -494,21 +540,7 @@ async fn answer(
         } => rpc_error(io, status, id.as_ref(), code, &message, None),
         Plan::Denied { id, denial } => deny_rpc(io, Some(&id), &denial, &did),
         Plan::Unsupported { id, version: v } => {
-            let mut body = Vec::with_capacity(256);
-            rpc::open_error(
-                &mut body,
-                Some(&id),
-                version::UNSUPPORTED_PROTOCOL_VERSION,
-                &format!("unsupported protocol version `{v}`"),
-            );
-            body.extend_from_slice(b",\"data\":");
-            body.extend_from_slice(
-                json!({"supported": version::SUPPORTED, "requested": v})
-                    .to_string()
-                    .as_bytes(),
-            );
-            body.extend_from_slice(b"}}");
-            rpc_reply(io, 200, &body, None);
+            unsupported_version(io, Some(&id), &v);
             Disposition::KeepAlive
         }
         Plan::Discover { id } => {
