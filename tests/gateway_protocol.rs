@@ -348,6 +348,69 @@ fn upstream_failures_map_to_502_and_504() {
 }
 
 #[test]
+fn a_pooled_connection_the_upstream_closed_is_not_reused() {
+    // Upstreams close idle keep-alive connections on their own schedule. A POST cannot be
+    // retried once sent (the upstream may have acted on it), so a connection the upstream
+    // already closed must be noticed before it carries one: else every POST after a pause
+    // would be a 502.
+    let (gw, fake) = with_fake(|t| t.replace("cores = 2", "cores = 1"));
+    let ok = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 11\r\n\r\n{\"ok\":true}";
+    *fake.behaviour.lock().unwrap() = Behaviour::AnswerThenClose(ok.to_vec());
+    let t = gw.envelope(|_| {});
+    let mut c = gw.client();
+    let args = r#"{"customer_id":"cust_acme_1042","subject":"renewal"}"#;
+    for n in 1..=4 {
+        let r = call(&mut c, &t, "tickets.create", args);
+        assert_eq!(r.status, 200, "call {n}: {}", r.text());
+        assert_eq!(r.text(), r#"{"ok":true}"#);
+        // The upstream has closed the connection the gateway just pooled.
+        fake.wait_events(n);
+    }
+    assert_eq!(
+        fake.seen.lock().unwrap().len(),
+        4,
+        "each call reached the upstream once"
+    );
+}
+
+#[test]
+fn bytes_an_upstream_sends_unasked_never_become_the_next_callers_answer() {
+    let (gw, fake) = with_fake(|t| t.replace("cores = 2", "cores = 1"));
+    let ok = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 11\r\n\r\n{\"ok\":true}";
+    let planted = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 16\r\n\r\n{\"planted\":true}";
+    *fake.behaviour.lock().unwrap() = Behaviour::AnswerThenStray(ok.to_vec(), planted.to_vec());
+    let t = gw.envelope(|_| {});
+    let mut c = gw.client();
+    let r = call(
+        &mut c,
+        &t,
+        "contracts.read",
+        r#"{"contract_id":"contract_7781"}"#,
+    );
+    assert_eq!((r.status, r.text()), (200, r#"{"ok":true}"#.to_string()));
+    fake.wait_events(1);
+    *fake.behaviour.lock().unwrap() = Behaviour::Echo;
+    // Another agent's call on the same core: it must get its own answer.
+    let other = gw.envelope(|v| v["session_id"] = "sess_other".into());
+    let r = call(
+        &mut gw.client(),
+        &other,
+        "contracts.read",
+        r#"{"contract_id":"contract_7781"}"#,
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(!r.text().contains("planted"), "{}", r.text());
+    assert!(
+        r.json()["head"]
+            .as_str()
+            .unwrap()
+            .starts_with("GET /contracts/contract_7781 "),
+        "{}",
+        r.text()
+    );
+}
+
+#[test]
 fn the_upstream_gets_the_vaulted_credential_and_never_the_envelope() {
     let (gw, fake) = with_fake(|t| t);
     let t = gw.envelope(|_| {});

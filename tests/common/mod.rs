@@ -173,6 +173,12 @@ pub enum Behaviour {
     Reset,
     /// Echo the request head back as the body (so tests can see what arrived).
     Echo,
+    /// Answer with these bytes (a keep-alive response), then close the connection, as
+    /// upstreams with a short keep-alive timeout do. Counted in `events` once closed.
+    AnswerThenClose(Vec<u8>),
+    /// Answer with the first bytes, then send the second unasked on the same connection.
+    /// Counted in `events` once both are written.
+    AnswerThenStray(Vec<u8>, Vec<u8>),
 }
 
 /// A raw TCP server whose behaviour the test sets; records every request head it reads.
@@ -180,6 +186,20 @@ pub struct FakeUpstream {
     pub addr: SocketAddr,
     pub behaviour: Arc<Mutex<Behaviour>>,
     pub seen: Arc<Mutex<Vec<String>>>,
+    /// Completed `AnswerThenClose` / `AnswerThenStray` actions.
+    pub events: Arc<(Mutex<u64>, std::sync::Condvar)>,
+}
+
+impl FakeUpstream {
+    /// Waits until `n` actions have completed (no deadline of its own: the test harness
+    /// bounds a hung test).
+    pub fn wait_events(&self, n: u64) {
+        let (m, cv) = &*self.events;
+        let mut done = m.lock().unwrap();
+        while *done < n {
+            done = cv.wait(done).unwrap();
+        }
+    }
 }
 
 pub fn fake_upstream() -> FakeUpstream {
@@ -187,11 +207,17 @@ pub fn fake_upstream() -> FakeUpstream {
     let addr = l.local_addr().unwrap();
     let behaviour = Arc::new(Mutex::new(Behaviour::Echo));
     let seen = Arc::new(Mutex::new(Vec::new()));
-    let (b, s) = (behaviour.clone(), seen.clone());
+    let events = Arc::new((Mutex::new(0u64), std::sync::Condvar::new()));
+    let (b, s, ev) = (behaviour.clone(), seen.clone(), events.clone());
     std::thread::spawn(move || {
         for conn in l.incoming() {
             let Ok(mut conn) = conn else { continue };
-            let (b, s) = (b.clone(), s.clone());
+            let (b, s, ev) = (b.clone(), s.clone(), ev.clone());
+            let count = move || {
+                let (m, cv) = &*ev;
+                *m.lock().unwrap() += 1;
+                cv.notify_all();
+            };
             std::thread::spawn(move || {
                 loop {
                     let mut buf = Vec::new();
@@ -233,6 +259,18 @@ pub fn fake_upstream() -> FakeUpstream {
                                 conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}");
                         }
                         Behaviour::Close => return,
+                        Behaviour::AnswerThenClose(bytes) => {
+                            let _ = conn.write_all(&bytes);
+                            let _ = conn.shutdown(std::net::Shutdown::Both);
+                            drop(conn);
+                            count();
+                            return;
+                        }
+                        Behaviour::AnswerThenStray(answer, stray) => {
+                            let _ = conn.write_all(&answer);
+                            let _ = conn.write_all(&stray);
+                            count();
+                        }
                         Behaviour::Reset => {
                             let sock = socket2::SockRef::from(&conn);
                             let _ = sock.set_linger(Some(std::time::Duration::ZERO));
@@ -255,6 +293,7 @@ pub fn fake_upstream() -> FakeUpstream {
         addr,
         behaviour,
         seen,
+        events,
     }
 }
 
