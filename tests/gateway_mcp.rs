@@ -428,3 +428,101 @@ fn a_tools_call_with_duplicate_member_names_is_refused_before_it_is_forwarded() 
     );
     assert!(gw.demo_log("docs-mcp").len() > before);
 }
+
+/// The last `data:` line of an SSE body, parsed.
+fn last_sse_message(text: &str) -> Value {
+    let last = text
+        .lines()
+        .rfind(|l| l.starts_with("data:"))
+        .unwrap_or_else(|| panic!("no SSE data in {text}"));
+    serde_json::from_str(last["data:".len()..].trim()).unwrap()
+}
+
+#[test]
+fn a_2026_agent_is_bridged_to_a_session_based_upstream_mcp_server() {
+    // The demo MCP server speaks the session-based revisions, as most deployed servers do.
+    // A 2026-07-28 agent must still get 2026-07-28 results (with `resultType`), the
+    // upstream must not see the agent's era metadata (it contradicts the session's
+    // MCP-Protocol-Version), and the upstream's session id must never reach the agent.
+    let gw = start_gateway(|t| t);
+    let token = gw.envelope(|v| {
+        v["allowed_tools"]
+            .as_array_mut()
+            .unwrap()
+            .push("contracts.classify_clauses".into());
+    });
+    let auth = format!("Bearer {token}");
+    let body = json!({"jsonrpc": "2.0", "id": 5, "method": "tools/call", "params": {
+        "name": "contracts.classify_clauses",
+        "arguments": {"contract_id": "contract_7781"},
+        "_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                  "io.modelcontextprotocol/clientCapabilities": {},
+                  "io.modelcontextprotocol/clientInfo": {"name": "t", "version": "1"},
+                  "progressToken": "p1"}}})
+    .to_string();
+    let mut c = gw.client();
+    let r = c
+        .request(
+            "POST",
+            "/mcp",
+            &[
+                ("Authorization", &auth),
+                ("Content-Type", "application/json"),
+                ("Accept", "application/json, text/event-stream"),
+                ("MCP-Protocol-Version", "2026-07-28"),
+                ("Mcp-Method", "tools/call"),
+                ("Mcp-Name", "contracts.classify_clauses"),
+            ],
+            body.as_bytes(),
+        )
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(
+        r.header("Mcp-Session-Id").is_none(),
+        "upstream session leaked"
+    );
+    let m = last_sse_message(&r.text());
+    assert_eq!(m["id"], 5);
+    assert_eq!(m["result"]["resultType"], "complete", "{m}");
+    assert_eq!(
+        m["result"]["structuredContent"]["contract_id"],
+        "contract_7781"
+    );
+    // The notification before it is relayed as it came.
+    assert!(r.text().contains("notifications/message"), "{}", r.text());
+
+    let seen = gw.demo_log("docs-mcp");
+    let call = seen
+        .iter()
+        .rfind(|s| s.body.contains("tools/call"))
+        .expect("the call reached the MCP server");
+    let sent: Value = serde_json::from_str(&call.body).unwrap();
+    assert_eq!(
+        sent["params"]["_meta"],
+        json!({"progressToken": "p1"}),
+        "{sent}"
+    );
+    assert_eq!(sent["params"]["arguments"]["contract_id"], "contract_7781");
+    let version = call
+        .headers
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case("mcp-protocol-version"))
+        .map(|(_, v)| v.as_str());
+    assert_eq!(version, Some("2025-11-25"));
+
+    // A session-based agent gets the upstream's answer as it is, without its session id.
+    let r = mcp(
+        &mut c,
+        &token,
+        None,
+        r#"{"jsonrpc":"2.0","id":6,"method":"tools/call","params":{"name":"contracts.classify_clauses","arguments":{"contract_id":"contract_7781"}}}"#,
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(
+        r.header("Mcp-Session-Id").is_none(),
+        "upstream session leaked"
+    );
+    let m = last_sse_message(&r.text());
+    assert_eq!(m["id"], 6);
+    assert!(m["result"].get("resultType").is_none(), "{m}");
+}

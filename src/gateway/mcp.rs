@@ -494,7 +494,10 @@ async fn post(gw: &Gateway, req: Request<'_>, io: &mut ConnIo) -> Disposition {
     };
     let disposition = match plan {
         Plan::CallMcp { id, tool } => {
-            let status = call_mcp(gw, &active, &claims, &req, io, id, &tool, &did, started).await;
+            let status = call_mcp(
+                gw, &active, &claims, &req, io, id, &tool, &did, started, modern,
+            )
+            .await;
             gw.audit_commit(&note, started, status.1);
             status.0
         }
@@ -850,8 +853,11 @@ async fn tools_list(
 
 /// Forwards a `tools/call` to the upstream MCP server that owns the tool and streams its
 /// answer (JSON or SSE) back. The agent's body goes as it is when the upstream knows the
-/// tool by the same name; otherwise only `params.name` is rewritten. Returns the
-/// disposition and the upstream status for the audit line (0: no answer).
+/// tool by the same name and speaks the agent's protocol era; otherwise `params.name` is
+/// rewritten and, for a 2026-07-28 agent over a session-based upstream, the messages are
+/// bridged (`mcp::translate`). The upstream's `Mcp-Session-Id` is never relayed: it names
+/// the gateway's session with the upstream. Returns the disposition and the upstream
+/// status for the audit line (0: no answer).
 #[allow(clippy::too_many_arguments)]
 async fn call_mcp(
     gw: &Gateway,
@@ -863,6 +869,7 @@ async fn call_mcp(
     tool_name: &str,
     did: &DecisionId,
     started: std::time::Instant,
+    modern: bool,
 ) -> (Disposition, u16) {
     let unknown = Denial::UnknownTool {
         tool: tool_name.to_owned(),
@@ -875,15 +882,6 @@ async fn call_mcp(
     };
     let ToolKind::Mcp { remote_name } = &tool.kind else {
         return (deny_rpc(io, Some(&id), &unknown, did), 0);
-    };
-    let renamed;
-    let body: &[u8] = if remote_name == tool_name {
-        req.body
-    } else {
-        let mut v: Value = serde_json::from_slice(req.body).unwrap_or(Value::Null);
-        v["params"]["name"] = Value::from(remote_name.clone());
-        renamed = v.to_string();
-        renamed.as_bytes()
     };
     let pool = &gw.pools[binding.upstream];
     let upstream_error = |io: &mut ConnIo, e: &crate::proxy::ProxyError| {
@@ -906,6 +904,15 @@ async fn call_mcp(
             Ok(s) => s,
             Err(e) => return upstream_error(io, &e),
         };
+        let bridge = modern && !version::is_stateless(&session.version);
+        let rename = (remote_name != tool_name).then_some(remote_name.as_str());
+        let rewritten = (bridge || rename.is_some())
+            .then(|| crate::mcp::translate::request_for_legacy(req.body, bridge, rename))
+            .flatten();
+        let body: &[u8] = rewritten.as_deref().map_or(req.body, str::as_bytes);
+        let mut translator = bridge.then(|| {
+            crate::mcp::translate::ModernResults::new(gw.shared.limits.max_wrapped_body_bytes)
+        });
         let mut upreq = std::mem::take(&mut io.upreq);
         let path = format!("{}{}", pool.spec.base_path, tool.path);
         write_post(
@@ -942,6 +949,10 @@ async fn call_mcp(
                 http10: req.head.minor == 0,
                 write_timeout: io.write_timeout,
                 relay_errors: false,
+                strip: &["mcp-session-id"],
+                rewrite: translator
+                    .as_mut()
+                    .map(|t| t as &mut dyn crate::proxy::exchange::Rewrite),
             },
         )
         .await;

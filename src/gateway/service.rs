@@ -246,6 +246,8 @@ impl Gateway {
                 http10: req.head.minor == 0,
                 write_timeout: io.write_timeout,
                 relay_errors: true,
+                strip: &[],
+                rewrite: None,
             },
         )
         .await;
