@@ -263,13 +263,17 @@ fn every_call_gets_exactly_one_audit_line_and_the_trail_verifies() {
         ),
         ("billing.update", r#"{"customer_id":"cust_acme_1042"}"#),
         ("nope.tool", "{}"),
+        (
+            "crm.read",
+            r#"{"customer_id":"cust_acme_1042","limit":500}"#,
+        ),
     ] {
         let r = call(&mut c, &t, tool, args);
         ids.push(r.header("X-Portcullis-Decision-Id").unwrap().to_owned());
     }
     let r = call(&mut c, "not-a-token", "crm.read", "{}");
     ids.push(r.json()["decision_id"].as_str().unwrap().to_owned());
-    let lines = gw.audit_lines();
+    let lines = gw.audit_lines(&ids);
     for id in &ids {
         let n = lines
             .iter()
@@ -302,6 +306,51 @@ fn every_call_gets_exactly_one_audit_line_and_the_trail_verifies() {
     assert_eq!(
         (denied["decision"].as_str(), denied["reason"].as_str()),
         (Some("deny"), Some("resource_out_of_scope"))
+    );
+    // A denied line says what was attempted: the customer outside the envelope, the
+    // record count over the limit.
+    assert_eq!(denied["resource"], "cust_globex_2001", "{denied}");
+    let over = lines
+        .iter()
+        .find(|l| l["decision_id"] == ids[5].as_str())
+        .unwrap();
+    assert_eq!(over["reason"], "record_limit", "{over}");
+    assert_eq!(over["record_count"], 500, "{over}");
+    assert_eq!(over["resource"], "cust_acme_1042", "{over}");
+    for field in [
+        "time",
+        "decision_id",
+        "decision",
+        "reason",
+        "delegator",
+        "tenant",
+        "session",
+        "task",
+        "purpose",
+        "agent_id",
+        "agent_kind",
+        "delegation_chain",
+        "tool",
+        "resource",
+        "data_classes",
+        "record_count",
+        "bundle_version",
+        "bundle_digest",
+        "policies",
+        "latency_us",
+        "upstream_status",
+        "seq",
+        "prev",
+        "hash",
+    ] {
+        assert!(
+            allowed.get(field).is_some(),
+            "audit line lacks `{field}`: {allowed}"
+        );
+    }
+    assert!(
+        !allowed["policies"].as_array().unwrap().is_empty(),
+        "an allowed call names its determining policies: {allowed}"
     );
     // No secret reaches the trail: not the vaulted credential (even the one the backend
     // echoed), not the envelope or its signature.

@@ -19,7 +19,7 @@ use crate::http::head::Method;
 use crate::http::write::{full_response, json_str};
 use crate::mcp::rpc::{self, Message, RpcId};
 use crate::mcp::version;
-use crate::pipeline::authorize::{check_scope, decide, determining};
+use crate::pipeline::authorize::{attempted, check_scope, decide, determining};
 use crate::pipeline::deny::{DecisionId, Denial};
 use crate::proxy::exchange::{Sink, exchange};
 use crate::proxy::request::{Target, write_request};
@@ -712,6 +712,7 @@ fn plan_call_inner<'a>(
         }
     };
     subject.data_classes = &tool.data_classes;
+    (subject.resource, subject.record_count) = attempted(tool, &args);
     let facts = match check_scope(&active.bundle, claims, tool, &args) {
         Ok(f) => f,
         Err(d) => return Plan::Denied { id, denial: d },

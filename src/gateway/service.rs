@@ -11,7 +11,7 @@ use crate::envelope::{Claims, EnvelopeCache};
 use crate::http::head::Method;
 use crate::http::write::{full_response, json_str};
 use crate::pipeline::args::ArgParser;
-use crate::pipeline::authorize::{check_scope, decide, determining};
+use crate::pipeline::authorize::{attempted, check_scope, decide, determining};
 use crate::pipeline::deny::{DecisionId, Denial};
 use crate::proxy::exchange::{Sink, exchange};
 use crate::proxy::pool::Pool;
@@ -160,6 +160,7 @@ impl Gateway {
                 };
                 let outcome = (|| {
                     let args = args.map_err(|e| Denial::BadArguments(e.to_string()))?;
+                    (subject.resource, subject.record_count) = attempted(tool, &args);
                     let facts = check_scope(&active.bundle, &claims, tool, &args);
                     if let Ok(f) = &facts {
                         subject.resource = f.resource_id;

@@ -97,9 +97,8 @@ impl TestGateway {
             .unwrap()
     }
 
-    /// Audit lines written so far, parsed (waits for the cores and the writer to flush).
-    pub fn audit_lines(&self) -> Vec<Value> {
-        std::thread::sleep(std::time::Duration::from_millis(80));
+    /// Audit lines written so far, parsed.
+    pub fn audit_lines_now(&self) -> Vec<Value> {
         let mut out = Vec::new();
         for f in portcullis::audit::verify::segments_in(&self.running.audit_dir).unwrap() {
             for l in std::fs::read_to_string(f).unwrap().lines() {
@@ -107,6 +106,23 @@ impl TestGateway {
             }
         }
         out
+    }
+
+    /// Audit lines, once the lines of all these decisions are on disk (cores hand their
+    /// batches to the writer on a timer). Gives up after a minute and returns what there
+    /// is, so the test's own assertions report what is missing.
+    pub fn audit_lines(&self, decision_ids: &[String]) -> Vec<Value> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            let lines = self.audit_lines_now();
+            let all = decision_ids
+                .iter()
+                .all(|id| lines.iter().any(|l| l["decision_id"] == id.as_str()));
+            if all || std::time::Instant::now() > deadline {
+                return lines;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
     }
 
     pub fn credential(&self, name: &str) -> String {
