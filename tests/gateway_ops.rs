@@ -493,22 +493,80 @@ fn stalled_audit_gateway(on_full: &str) -> TestGateway {
 fn a_full_audit_queue_fails_closed_when_configured_to() {
     let gw = stalled_audit_gateway("deny");
     let t = gw.envelope(|_| {});
-    let mut c = gw.client();
-    let mut refused = 0;
-    for _ in 0..40 {
-        let r = call(
-            &mut c,
-            &t,
-            "contracts.read",
-            r#"{"contract_id":"contract_7781"}"#,
+    let args = r#"{"contract_id":"contract_7781"}"#;
+    let mut allowed = Vec::new();
+    // The first call is let through; its core hands the batch to the writer, which is
+    // stuck, and the one-batch queue is full.
+    let r = call(&mut gw.client(), &t, "contracts.read", args);
+    assert_eq!(r.status, 200, "{}", r.text());
+    allowed.push(r.header("X-Portcullis-Decision-Id").unwrap().to_owned());
+    assert_eq!(
+        gw.wait_metric("portcullis_audit_queue_depth", |d| d >= 1.0),
+        1.0
+    );
+    // From now on every call, on every core, is refused with its reason: nothing happens
+    // that the trail could not record. Delegation (minting an envelope) too.
+    for _ in 0..8 {
+        let r = call(&mut gw.client(), &t, "contracts.read", args);
+        assert_eq!(
+            (r.status, reason(&r)),
+            (503, "audit_unavailable".to_string()),
+            "{}",
+            r.text()
         );
-        if r.status == 503 {
-            assert_eq!(reason(&r), "audit_unavailable");
-            refused += 1;
-        }
-        std::thread::sleep(Duration::from_millis(10));
     }
-    assert!(refused > 0, "the gateway refused calls it could not audit");
+    let r = delegate(
+        &gw,
+        &t,
+        json!({"agent_id": "sub", "agent_kind": "classifier"}),
+    );
+    assert_eq!(
+        (r.status, reason(&r)),
+        (503, "audit_unavailable".to_string()),
+        "{}",
+        r.text()
+    );
+    let r = mcp(
+        &mut gw.client(),
+        &t,
+        None,
+        r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"contracts.read","arguments":{"contract_id":"contract_7781"}}}"#,
+    );
+    assert_eq!(
+        r.json()["error"]["data"]["reason"],
+        "audit_unavailable",
+        "{}",
+        r.text()
+    );
+
+    // The writer recovers (the FIFO it was stuck on gets a writer and closes): calls go
+    // through again, and every call that was let through has exactly one line.
+    let fifo = gw.running.audit_dir.join("portcullis-audit-000002.jsonl");
+    drop(std::fs::OpenOptions::new().write(true).open(&fifo).unwrap());
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let r = call(&mut gw.client(), &t, "contracts.read", args);
+        if r.status == 200 {
+            allowed.push(r.header("X-Portcullis-Decision-Id").unwrap().to_owned());
+            break;
+        }
+        assert_eq!(reason(&r), "audit_unavailable");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the gateway never recovered"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    std::fs::remove_file(&fifo).unwrap();
+    let lines = gw.audit_lines(&allowed);
+    for id in &allowed {
+        let n = lines
+            .iter()
+            .filter(|l| l["decision_id"] == id.as_str())
+            .count();
+        assert_eq!(n, 1, "allowed call {id} has exactly one line");
+    }
+    assert_eq!(gw.metric("portcullis_audit_dropped_total"), 0.0);
 }
 
 #[cfg(unix)]
@@ -516,25 +574,20 @@ fn a_full_audit_queue_fails_closed_when_configured_to() {
 fn a_full_audit_queue_drops_and_counts_when_configured_to() {
     let gw = stalled_audit_gateway("drop");
     let t = gw.envelope(|_| {});
-    let mut c = gw.client();
-    for _ in 0..40 {
-        let r = call(
-            &mut c,
-            &t,
-            "contracts.read",
-            r#"{"contract_id":"contract_7781"}"#,
-        );
+    let args = r#"{"contract_id":"contract_7781"}"#;
+    let r = call(&mut gw.client(), &t, "contracts.read", args);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        gw.wait_metric("portcullis_audit_queue_depth", |d| d >= 1.0),
+        1.0
+    );
+    // The queue is full: calls still go through, and their lost records are counted.
+    for _ in 0..8 {
+        let r = call(&mut gw.client(), &t, "contracts.read", args);
         assert_eq!(r.status, 200, "{}", r.text());
-        std::thread::sleep(Duration::from_millis(10));
     }
-    let m = gw.admin("GET", "/metrics", b"").text();
-    let dropped: u64 = m
-        .lines()
-        .find_map(|l| l.strip_prefix("portcullis_audit_dropped_total "))
-        .unwrap()
-        .parse()
-        .unwrap();
-    assert!(dropped > 0, "{m}");
+    let dropped = gw.wait_metric("portcullis_audit_dropped_total", |d| d >= 8.0);
+    assert!(dropped >= 8.0, "every lost record is counted: {dropped}");
 }
 
 #[test]

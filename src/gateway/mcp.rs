@@ -338,7 +338,7 @@ async fn post(gw: &Gateway, req: Request<'_>, io: &mut ConnIo) -> Disposition {
                 &active,
                 &crate::audit::record::no_policies,
             );
-            gw.audit_commit(&note, started, 0);
+            gw.audit_commit(&note, started, 0, false);
             io.note = note;
             return deny_rpc(io, None, &d, &did);
         }
@@ -498,17 +498,18 @@ async fn post(gw: &Gateway, req: Request<'_>, io: &mut ConnIo) -> Disposition {
                 gw, &active, &claims, &req, io, id, &tool, &did, started, modern,
             )
             .await;
-            gw.audit_commit(&note, started, status.1);
+            gw.audit_commit(&note, started, status.1, true);
             status.0
         }
         Plan::CallHttp { id, tool } => {
             let status = call_http(gw, &active, io, id, &tool, &did, modern, started).await;
-            gw.audit_commit(&note, started, status.1);
+            gw.audit_commit(&note, started, status.1, true);
             status.0
         }
         other => {
             if !note.is_empty() {
-                gw.audit_commit(&note, started, 0);
+                // A tools/call that was refused (an allowed one is a Call plan).
+                gw.audit_commit(&note, started, 0, false);
             }
             answer(gw, other, &active, &claims, io, &did, modern, now).await
         }

@@ -118,7 +118,7 @@ impl Gateway {
                     &active,
                     &no_policies,
                 );
-                self.audit_commit(&note, started, 0);
+                self.audit_commit(&note, started, 0, false);
                 io.note = note;
                 return deny_http(io, &d, &id);
             }
@@ -139,7 +139,7 @@ impl Gateway {
                 &active,
                 &no_policies,
             );
-            self.audit_commit(&note, started, 0);
+            self.audit_commit(&note, started, 0, false);
             io.note = note;
             return deny_http(io, &d, &id);
         };
@@ -217,7 +217,7 @@ impl Gateway {
             })
         };
         if let Err(d) = decided {
-            self.audit_commit(&note, started, 0);
+            self.audit_commit(&note, started, 0, false);
             io.note = note;
             return deny_http(io, &d, &id);
         }
@@ -264,7 +264,7 @@ impl Gateway {
             }
         };
         self.observe_call(started, upstream_started, scrubbed);
-        self.audit_commit(&note, started, status);
+        self.audit_commit(&note, started, status, true);
         io.note = note;
         match ex.result {
             Ok(out) if out.client_close => Disposition::Close,
@@ -394,7 +394,9 @@ impl Service for Gateway {
     }
 
     fn stop(&self) {
-        self.audit.borrow_mut().flush();
+        self.audit
+            .borrow_mut()
+            .flush_before_stop(std::time::Duration::from_secs(5));
         self.publish();
     }
 

@@ -125,6 +125,31 @@ impl TestGateway {
         }
     }
 
+    /// The value of one unlabelled sample on `/metrics`.
+    pub fn metric(&self, name: &str) -> f64 {
+        let text = self.admin("GET", "/metrics", b"").text();
+        let prefix = format!("{name} ");
+        text.lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .unwrap_or_else(|| panic!("no sample {name} in {text}"))
+            .trim()
+            .parse()
+            .unwrap()
+    }
+
+    /// Polls `/metrics` until `name` satisfies `ok` (a minute at most; the caller's
+    /// assertion then reports the value).
+    pub fn wait_metric(&self, name: &str, ok: impl Fn(f64) -> bool) -> f64 {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            let v = self.metric(name);
+            if ok(v) || std::time::Instant::now() > deadline {
+                return v;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+    }
+
     pub fn credential(&self, name: &str) -> String {
         String::from_utf8(
             self.running
