@@ -75,6 +75,15 @@ impl<'a> Request<'a> {
 pub trait Service: 'static {
     fn call(&self, req: Request<'_>, io: &mut ConnIo) -> impl Future<Output = Disposition>;
 
+    /// Called with the head, before the body is read: a service may refuse the request
+    /// right there (writing its answer into `io.wbuf` and returning true), so a caller it
+    /// would turn away anyway cannot make it read and buffer a large body first. The
+    /// connection closes after an early refusal (the unread body is still on it).
+    /// `req.body` is empty here.
+    fn refuse_early(&self, _req: &Request<'_>, _io: &mut ConnIo) -> bool {
+        false
+    }
+
     /// Called once on the worker's runtime after the service is built: the place to spawn
     /// the core's background tasks (flush timers and the like).
     fn start(self: &Rc<Self>) {}
