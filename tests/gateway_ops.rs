@@ -621,3 +621,202 @@ fn shutdown_finishes_in_flight_calls_and_seals_the_trail() {
     assert_eq!(r.lines, 11);
     drop(dir);
 }
+
+/// The example bundle under another version name; with `deny_all`, every `permit` turned
+/// into a `forbid`, so the policy refuses what the example allows.
+fn bundle_variant(version: &str, deny_all: bool) -> (Vec<u8>, String) {
+    use portcullis::decision::Bundle;
+    use portcullis::decision::ir::Effect;
+    let example = Bundle::from_bytes(portcullis::gateway::boot::EXAMPLE_BUNDLE).unwrap();
+    let mut data = example.data().clone();
+    data.meta.version = version.to_owned();
+    if deny_all {
+        for p in &mut data.policies {
+            p.effect = Effect::Forbid;
+        }
+    }
+    let bytes =
+        portcullis::decision::bundle::encode(&data, &example.meta().compiler_version).unwrap();
+    let digest = Bundle::from_bytes(&bytes)
+        .unwrap()
+        .meta()
+        .digest_hex
+        .clone();
+    (bytes, digest)
+}
+
+/// One call made while the bundles were being swapped: its decision id, HTTP status and
+/// the reason the gateway gave (empty for an allowed call; `transport: ...` when the call
+/// failed below HTTP).
+type Outcome = (String, u16, String);
+
+#[test]
+fn swapping_bundles_under_load_fails_no_call_and_each_line_names_the_deciding_bundle() {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    use std::sync::{Arc, Mutex};
+    const SWAPS: usize = 30;
+    const HTTP_CLIENTS: usize = 3;
+
+    let gw = start_gateway(|t| t);
+    let (allow_bytes, allow_digest) = bundle_variant("swap-allow", false);
+    let (deny_bytes, deny_digest) = bundle_variant("swap-deny", true);
+    let r = gw.admin("PUT", "/admin/bundle", &allow_bytes);
+    assert_eq!(r.json()["version"], "swap-allow", "{}", r.text());
+
+    let token = gw.envelope(|_| {});
+    let stop = Arc::new(AtomicBool::new(false));
+    let done = Arc::new(AtomicU64::new(0));
+    let outcomes: Arc<Mutex<Vec<Outcome>>> = Arc::default();
+    let mut clients = Vec::new();
+    for n in 0..=HTTP_CLIENTS {
+        let (stop, done, outcomes) = (stop.clone(), done.clone(), outcomes.clone());
+        let (addr, token) = (gw.addr(), token.clone());
+        let via_mcp = n == HTTP_CLIENTS; // and one MCP client
+        clients.push(std::thread::spawn(move || {
+            let mut c = Client::connect(addr).unwrap();
+            while !stop.load(Ordering::Acquire) {
+                let outcome = if via_mcp {
+                    let body = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"contracts.read","arguments":{"contract_id":"contract_7781"}}}"#;
+                    let auth = format!("Bearer {token}");
+                    match c.request(
+                        "POST",
+                        "/mcp",
+                        &[
+                            ("Authorization", &auth),
+                            ("Content-Type", "application/json"),
+                            ("Accept", "application/json, text/event-stream"),
+                        ],
+                        body.as_bytes(),
+                    ) {
+                        Ok(r) => {
+                            let v = r.json();
+                            let e = &v["error"]["data"];
+                            match (r.header("X-Portcullis-Decision-Id"), e["decision_id"].as_str()) {
+                                (Some(id), _) if v["result"].is_object() => {
+                                    (id.to_owned(), r.status, String::new())
+                                }
+                                (_, Some(id)) => (
+                                    id.to_owned(),
+                                    403, // a refusal, answered as a JSON-RPC error
+                                    e["reason"].as_str().unwrap_or("").to_owned(),
+                                ),
+                                _ => (String::new(), r.status, format!("unexpected: {}", r.text())),
+                            }
+                        }
+                        Err(e) => (String::new(), 0, format!("transport: {e}")),
+                    }
+                } else {
+                    let auth = format!("Bearer {token}");
+                    match c.request(
+                        "POST",
+                        "/v1/tools/contracts.read",
+                        &[("Authorization", &auth), ("Content-Type", "application/json")],
+                        br#"{"contract_id":"contract_7781"}"#,
+                    ) {
+                        Ok(r) => (
+                            r.header("X-Portcullis-Decision-Id").unwrap_or("").to_owned(),
+                            r.status,
+                            if r.status == 200 { String::new() } else { reason(&r) },
+                        ),
+                        Err(e) => (String::new(), 0, format!("transport: {e}")),
+                    }
+                };
+                let failed = outcome.1 == 0;
+                outcomes.lock().unwrap().push(outcome);
+                done.fetch_add(1, Ordering::Release);
+                if failed {
+                    c = Client::connect(addr).unwrap();
+                }
+            }
+        }));
+    }
+
+    // Alternate the bundles. After each push, wait until the clients have completed
+    // enough calls that some of them certainly started after the swap (calls in flight
+    // at the swap finish on the bundle they started with).
+    let threads = (HTTP_CLIENTS + 1) as u64;
+    for i in 0..SWAPS {
+        let (bytes, version) = if i % 2 == 0 {
+            (&deny_bytes, "swap-deny")
+        } else {
+            (&allow_bytes, "swap-allow")
+        };
+        let r = gw.admin("PUT", "/admin/bundle", bytes);
+        assert_eq!(
+            (r.status, r.json()["version"].as_str()),
+            (200, Some(version)),
+            "{}",
+            r.text()
+        );
+        let target = done.load(Ordering::Acquire) + 2 * threads;
+        while done.load(Ordering::Acquire) < target {
+            std::thread::yield_now();
+        }
+    }
+    stop.store(true, Ordering::Release);
+    for c in clients {
+        c.join().unwrap();
+    }
+    let outcomes = std::mem::take(&mut *outcomes.lock().unwrap());
+
+    // Zero failed calls: each one was either allowed or refused by the policy.
+    for (id, status, why) in &outcomes {
+        assert!(
+            (*status == 200 && why.is_empty()) || (*status == 403 && why == "policy_denied"),
+            "call {id:?} failed during the swaps: {status} {why}"
+        );
+        assert!(!id.is_empty());
+    }
+
+    // Seal the trail, then check every call's line against the bundle it names.
+    let TestGateway {
+        running,
+        dir: _keep,
+        ..
+    } = gw;
+    let audit_dir = running.audit_dir.clone();
+    running.shutdown();
+    let files = portcullis::audit::verify::segments_in(&audit_dir).unwrap();
+    portcullis::audit::verify::verify_files(&files, None).expect("the trail verifies");
+    let mut lines: std::collections::HashMap<String, Vec<Value>> = Default::default();
+    for f in &files {
+        for l in std::fs::read_to_string(f).unwrap().lines() {
+            let v: Value = serde_json::from_str(l).unwrap();
+            if let Some(id) = v["decision_id"].as_str() {
+                lines.entry(id.to_owned()).or_default().push(v);
+            }
+        }
+    }
+    let mut decided_by = std::collections::HashMap::<&str, usize>::new();
+    for (id, status, _) in &outcomes {
+        let found = lines.get(id).map_or(&[][..], Vec::as_slice);
+        assert_eq!(found.len(), 1, "decision {id} has exactly one line");
+        let line = &found[0];
+        let version = line["bundle_version"].as_str().unwrap();
+        let (decision, digest) = match version {
+            "swap-allow" => ("allow", &allow_digest),
+            "swap-deny" => ("deny", &deny_digest),
+            other => panic!("decision {id} names bundle {other}: {line}"),
+        };
+        assert_eq!(line["bundle_digest"], digest.as_str(), "{line}");
+        assert_eq!(line["decision"], decision, "{line}");
+        assert_eq!(
+            *status == 200,
+            decision == "allow",
+            "answer and line agree: {line}"
+        );
+        if decision == "deny" {
+            assert_eq!(line["reason"], "policy_denied", "{line}");
+        }
+        assert!(
+            !line["policies"].as_array().unwrap().is_empty(),
+            "names the policies that decided: {line}"
+        );
+        *decided_by.entry(version).or_default() += 1;
+    }
+    assert!(
+        decided_by.len() == 2,
+        "both bundles decided calls: {decided_by:?} over {} calls",
+        outcomes.len()
+    );
+}
