@@ -622,29 +622,6 @@ fn shutdown_finishes_in_flight_calls_and_seals_the_trail() {
     drop(dir);
 }
 
-/// The example bundle under another version name; with `deny_all`, every `permit` turned
-/// into a `forbid`, so the policy refuses what the example allows.
-fn bundle_variant(version: &str, deny_all: bool) -> (Vec<u8>, String) {
-    use portcullis::decision::Bundle;
-    use portcullis::decision::ir::Effect;
-    let example = Bundle::from_bytes(portcullis::gateway::boot::EXAMPLE_BUNDLE).unwrap();
-    let mut data = example.data().clone();
-    data.meta.version = version.to_owned();
-    if deny_all {
-        for p in &mut data.policies {
-            p.effect = Effect::Forbid;
-        }
-    }
-    let bytes =
-        portcullis::decision::bundle::encode(&data, &example.meta().compiler_version).unwrap();
-    let digest = Bundle::from_bytes(&bytes)
-        .unwrap()
-        .meta()
-        .digest_hex
-        .clone();
-    (bytes, digest)
-}
-
 /// One call made while the bundles were being swapped: its decision id, HTTP status and
 /// the reason the gateway gave (empty for an allowed call; `transport: ...` when the call
 /// failed below HTTP).

@@ -220,6 +220,28 @@ pub enum Behaviour {
     /// Answer with the first bytes, then send the second unasked on the same connection.
     /// Counted in `events` once both are written.
     AnswerThenStray(Vec<u8>, Vec<u8>),
+    /// Hold the request until the gate opens, then answer 200 `{}`.
+    Gated(Gate),
+}
+
+/// A gate a fake upstream waits at; the test opens it.
+#[derive(Clone, Debug, Default)]
+pub struct Gate(Arc<(Mutex<bool>, std::sync::Condvar)>);
+
+impl Gate {
+    pub fn open(&self) {
+        let (m, cv) = &*self.0;
+        *m.lock().unwrap() = true;
+        cv.notify_all();
+    }
+
+    fn wait(&self) {
+        let (m, cv) = &*self.0;
+        let mut open = m.lock().unwrap();
+        while !*open {
+            open = cv.wait(open).unwrap();
+        }
+    }
 }
 
 /// A raw TCP server whose behaviour the test sets; records every request head it reads.
@@ -300,6 +322,11 @@ pub fn fake_upstream() -> FakeUpstream {
                                 conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}");
                         }
                         Behaviour::Close => return,
+                        Behaviour::Gated(gate) => {
+                            gate.wait();
+                            let _ =
+                                conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}");
+                        }
                         Behaviour::AnswerThenClose(bytes) => {
                             let _ = conn.write_all(&bytes);
                             let _ = conn.shutdown(std::net::Shutdown::Both);
@@ -344,4 +371,27 @@ fn find(h: &[u8], n: &[u8]) -> Option<usize> {
 
 pub fn write(p: &Path, s: &str) {
     std::fs::write(p, s).unwrap();
+}
+
+/// The example bundle under another version name; with `deny_all`, every `permit` turned
+/// into a `forbid`, so the policy refuses what the example allows.
+pub fn bundle_variant(version: &str, deny_all: bool) -> (Vec<u8>, String) {
+    use portcullis::decision::Bundle;
+    use portcullis::decision::ir::Effect;
+    let example = Bundle::from_bytes(portcullis::gateway::boot::EXAMPLE_BUNDLE).unwrap();
+    let mut data = example.data().clone();
+    data.meta.version = version.to_owned();
+    if deny_all {
+        for p in &mut data.policies {
+            p.effect = Effect::Forbid;
+        }
+    }
+    let bytes =
+        portcullis::decision::bundle::encode(&data, &example.meta().compiler_version).unwrap();
+    let digest = Bundle::from_bytes(&bytes)
+        .unwrap()
+        .meta()
+        .digest_hex
+        .clone();
+    (bytes, digest)
 }
