@@ -8,7 +8,7 @@ mod common;
 use common::*;
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 fn raw(addr: std::net::SocketAddr, bytes: &[u8]) -> String {
     let mut s = TcpStream::connect(addr).unwrap();
@@ -246,19 +246,39 @@ fn invalid_json_rpc_gets_json_rpc_errors() {
 }
 
 #[test]
-fn a_slow_client_is_timed_out_without_stalling_others() {
+fn slow_clients_are_timed_out_and_never_stall_the_others() {
+    // One core, so every connection below shares it.
     let gw = start_gateway(|t| {
         t.replace("header_timeout = \"10s\"", "header_timeout = \"1s\"")
+            .replace("body_timeout = \"30s\"", "body_timeout = \"120s\"")
+            .replace("idle_timeout = \"60s\"", "idle_timeout = \"120s\"")
             .replace("cores = 2", "cores = 1")
     });
-    let mut slow = TcpStream::connect(gw.addr()).unwrap();
-    slow.set_read_timeout(Some(Duration::from_secs(10)))
+    // A client stuck in the middle of its body (two minutes allowed) and one that never
+    // says anything (two minutes too)...
+    let mut stuck = TcpStream::connect(gw.addr()).unwrap();
+    stuck
+        .write_all(b"POST /v1/tools/contracts.read HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"contract")
         .unwrap();
-    slow.write_all(b"POST /v1/tools/crm.read HTTP/1.1\r\nHost: x\r\n")
+    let silent = TcpStream::connect(gw.addr()).unwrap();
+    // ... and a slowloris trickling its head a byte at a time: the header timeout runs
+    // from the first byte, so trickling does not keep it alive.
+    let mut loris = TcpStream::connect(gw.addr()).unwrap();
+    loris
+        .set_read_timeout(Some(Duration::from_secs(30)))
         .unwrap();
-    // Meanwhile, on the same (single) core, another agent is served promptly.
+    let mut w = loris.try_clone().unwrap();
+    let trickle = std::thread::spawn(move || {
+        let head = b"POST /v1/tools/crm.read HTTP/1.1\r\nHost: x\r\nX-Slow: ";
+        for b in head.iter().chain(std::iter::repeat(&b'a')).take(8000) {
+            if w.write_all(&[*b]).is_err() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    });
+    // Meanwhile another agent is served: nothing above holds the core.
     let t = gw.envelope(|_| {});
-    let start = Instant::now();
     let r = call(
         &mut gw.client(),
         &t,
@@ -266,20 +286,68 @@ fn a_slow_client_is_timed_out_without_stalling_others() {
         r#"{"contract_id":"contract_7781"}"#,
     );
     assert_eq!(r.status, 200);
-    assert!(start.elapsed() < Duration::from_millis(900));
     let mut out = String::new();
-    let _ = slow.read_to_string(&mut out);
+    let _ = loris.read_to_string(&mut out);
     assert_eq!(status_of(&out), 408, "{out}");
-    let mut body_slow = TcpStream::connect(gw.addr()).unwrap();
-    body_slow
-        .set_read_timeout(Some(Duration::from_secs(10)))
+    assert!(out.contains("header_timeout"), "{out}");
+    trickle.join().unwrap();
+    // The stuck and the silent client are still waiting (their limits are two minutes),
+    // and the core still serves.
+    for s in [&stuck, &silent] {
+        s.set_nonblocking(true).unwrap();
+        let mut b = [0u8; 1];
+        let e = (&*s).read(&mut b).unwrap_err();
+        assert_eq!(
+            e.kind(),
+            std::io::ErrorKind::WouldBlock,
+            "nothing answered yet"
+        );
+    }
+    let r = call(
+        &mut gw.client(),
+        &t,
+        "contracts.read",
+        r#"{"contract_id":"contract_7781"}"#,
+    );
+    assert_eq!(r.status, 200);
+    drop((stuck, silent));
+}
+
+#[test]
+fn body_and_idle_timeouts_answer_408_or_close() {
+    let gw = start_gateway(|t| {
+        t.replace("body_timeout = \"30s\"", "body_timeout = \"1s\"")
+            .replace("idle_timeout = \"60s\"", "idle_timeout = \"1s\"")
+    });
+    let read_all = |mut s: TcpStream| {
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let mut out = Vec::new();
+        let r = s.read_to_end(&mut out);
+        assert!(
+            r.is_ok(),
+            "closed by the gateway, not by our read timeout: {r:?}"
+        );
+        String::from_utf8_lossy(&out).into_owned()
+    };
+    // A body that stops coming: 408, then close.
+    let mut s = TcpStream::connect(gw.addr()).unwrap();
+    s.write_all(
+        b"POST /v1/tools/contracts.read HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"a\"",
+    )
+    .unwrap();
+    let out = read_all(s);
+    assert_eq!(status_of(&out), 408, "{out}");
+    assert!(out.contains("body_timeout"), "{out}");
+    // A connection that never sends a byte, and a keep-alive one after its request:
+    // closed without a word once idle.
+    let s = TcpStream::connect(gw.addr()).unwrap();
+    assert_eq!(read_all(s), "");
+    let mut s = TcpStream::connect(gw.addr()).unwrap();
+    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
         .unwrap();
-    body_slow
-        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
-        .unwrap();
-    let mut buf = [0u8; 512];
-    let n = body_slow.read(&mut buf).unwrap();
-    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+    let out = read_all(s);
+    assert_eq!(status_of(&out), 200, "{out}");
+    assert_eq!(out.matches("HTTP/1.1").count(), 1, "{out}");
 }
 
 #[test]
