@@ -381,11 +381,8 @@ fn upstream_failures_map_to_502_and_504() {
     let mut c = gw.client();
     let args = r#"{"contract_id":"contract_7781"}"#;
     let cases: [(Behaviour, u16, &str); 5] = [
-        (
-            Behaviour::Slow(Duration::from_millis(2500)),
-            504,
-            "upstream_timeout",
-        ),
+        // Never answers (a gate nobody opens): the 1 s response timeout must fire.
+        (Behaviour::Gated(Gate::default()), 504, "upstream_timeout"),
         (Behaviour::Close, 502, "upstream_closed"),
         (Behaviour::Reset, 502, ""),
         (
