@@ -15,7 +15,7 @@ use crate::proxy::pool::UpstreamSpec;
 use crate::server::{self, Driver, Limits, ServerHandle};
 use crate::vault::{MasterKey, Secret, Vault};
 use arc_swap::ArcSwap;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::net::ToSocketAddrs;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -353,7 +353,7 @@ pub fn start(cfg: &Config) -> Result<Running, StartError> {
         delegation_key,
         max_delegation_depth: cfg.delegation.max_depth,
         sessions: SessionKey::generate(),
-        ended_sessions: ArcSwap::from_pointee(HashSet::new()),
+        ended_sessions: ArcSwap::from_pointee(HashMap::new()),
         upstreams: specs,
         upstream_index: index,
         allowed_origins: cfg.mcp.allowed_origins.clone(),

@@ -243,17 +243,42 @@ fn delete(gw: &Gateway, req: Request<'_>, io: &mut ConnIo) -> Disposition {
             None,
         );
     };
-    if gw.shared.sessions.verify(sid, &claims.jti).is_none() {
+    let Some(session) = gw.shared.sessions.verify(sid, &claims.jti) else {
         return rpc_error(io, 404, None, rpc::INVALID_REQUEST, "unknown session", None);
-    }
-    gw.shared.ended_sessions.rcu(|set| {
-        let mut s = (**set).clone();
-        s.insert(sid.to_owned());
-        s
+    };
+    // Terminated sessions are remembered until their envelope expires (after that the
+    // envelope itself is refused), and only so many at once: an agent opening and ending
+    // sessions in a loop must not grow this without bound.
+    let forget_before = now.saturating_sub(gw.shared.verifier.skew_secs);
+    let mut full = false;
+    gw.shared.ended_sessions.rcu(|ended| {
+        let (next, ok) = crate::mcp::session::with_ended(
+            ended,
+            sid,
+            session.expires_at,
+            forget_before,
+            MAX_ENDED_SESSIONS,
+        );
+        full = !ok;
+        next
     });
+    if full {
+        // 2025-03-26+: a server MAY answer 405 when it does not let clients end sessions.
+        return rpc_error(
+            io,
+            405,
+            None,
+            rpc::INVALID_REQUEST,
+            "too many sessions ended recently; stop using this one, it ends with its envelope",
+            None,
+        );
+    }
     full_response(&mut io.wbuf, 204, "application/json", &[], b"", false);
     Disposition::KeepAlive
 }
+
+/// Most terminated sessions remembered at once (each until its envelope expires).
+const MAX_ENDED_SESSIONS: usize = 16_384;
 
 fn accepts(req: &Request<'_>) -> bool {
     match req.field(&req.head.accept) {
@@ -346,7 +371,7 @@ async fn post(gw: &Gateway, req: Request<'_>, io: &mut ConnIo) -> Disposition {
     let session_hdr = req.field(&req.head.mcp_session_id).filter(|_| !modern);
     if let Some(sid) = session_hdr
         && (gw.shared.sessions.verify(sid, &claims.jti).is_none()
-            || gw.shared.ended_sessions.load().contains(sid))
+            || gw.shared.ended_sessions.load().contains_key(sid))
     {
         return rpc_error(
             io,
@@ -578,8 +603,8 @@ async fn answer(
             Disposition::KeepAlive
         }
         Plan::Initialize { id, version: v } => {
-            let session =
-                (!version::is_stateless(v)).then(|| gw.shared.sessions.issue(v, &claims.jti, now));
+            let session = (!version::is_stateless(v))
+                .then(|| gw.shared.sessions.issue(v, &claims.jti, claims.exp, now));
             let result = json!({
                 "protocolVersion": v,
                 "capabilities": {"tools": {"listChanged": false}},
