@@ -797,3 +797,220 @@ fn swapping_bundles_under_load_fails_no_call_and_each_line_names_the_deciding_bu
         outcomes.len()
     );
 }
+
+/// A strict reading of the Prometheus text exposition format (0.0.4): every sample
+/// belongs to a family declared by `# HELP` and `# TYPE` before it, names and label
+/// names are valid, label values are quoted, values are numbers, and each histogram's
+/// buckets are cumulative up to `+Inf`, which equals its `_count`.
+fn parse_prometheus(text: &str) -> std::collections::BTreeMap<String, Vec<(String, f64)>> {
+    let name_ok = |n: &str| {
+        !n.is_empty()
+            && n.chars().enumerate().all(|(i, c)| {
+                c.is_ascii_alphabetic() || c == '_' || c == ':' || (i > 0 && c.is_ascii_digit())
+            })
+    };
+    let mut types = std::collections::BTreeMap::<String, String>::new();
+    let mut helped = std::collections::BTreeSet::<String>::new();
+    let mut samples = std::collections::BTreeMap::<String, Vec<(String, f64)>>::new();
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("# HELP ") {
+            let (name, help) = rest.split_once(' ').unwrap();
+            assert!(name_ok(name) && !help.is_empty(), "{line}");
+            assert!(helped.insert(name.to_owned()), "HELP twice: {line}");
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = rest.split_once(' ').unwrap();
+            assert!(helped.contains(name), "TYPE before HELP: {line}");
+            assert!(
+                ["counter", "gauge", "histogram", "summary", "untyped"].contains(&kind),
+                "{line}"
+            );
+            assert!(
+                types.insert(name.to_owned(), kind.to_owned()).is_none(),
+                "{line}"
+            );
+            continue;
+        }
+        assert!(
+            !line.starts_with('#') && !line.trim().is_empty(),
+            "stray line {line:?}"
+        );
+        let (series, value) = line.rsplit_once(' ').unwrap();
+        let value: f64 = match value {
+            "+Inf" => f64::INFINITY,
+            "-Inf" => f64::NEG_INFINITY,
+            v => v.parse().unwrap_or_else(|_| panic!("value of {line}")),
+        };
+        let (name, labels) = match series.split_once('{') {
+            Some((n, l)) => (n, l.strip_suffix('}').expect("labels end with }")),
+            None => (series, ""),
+        };
+        assert!(name_ok(name), "{line}");
+        let mut rest = labels;
+        while !rest.is_empty() {
+            let (k, v) = rest
+                .split_once("=\"")
+                .unwrap_or_else(|| panic!("label in {line}"));
+            assert!(name_ok(k), "label name in {line}");
+            let mut end = None;
+            let mut escaped = false;
+            for (i, c) in v.char_indices() {
+                match (escaped, c) {
+                    (true, _) => escaped = false,
+                    (false, '\\') => escaped = true,
+                    (false, '"') => {
+                        end = Some(i);
+                        break;
+                    }
+                    _ => {}
+                }
+            }
+            let end = end.unwrap_or_else(|| panic!("unterminated label value in {line}"));
+            rest = v[end + 1..].strip_prefix(',').unwrap_or(&v[end + 1..]);
+        }
+        let family = types
+            .keys()
+            .find(|f| {
+                name == f.as_str()
+                    || (types[*f] == "histogram"
+                        && ["_bucket", "_sum", "_count"]
+                            .iter()
+                            .any(|s| name == format!("{f}{s}")))
+            })
+            .unwrap_or_else(|| panic!("sample of an undeclared family: {line}"))
+            .clone();
+        samples
+            .entry(family)
+            .or_default()
+            .push((series.to_owned(), value));
+    }
+    for (family, kind) in &types {
+        if kind != "histogram" {
+            continue;
+        }
+        let s = &samples[family];
+        let buckets: Vec<f64> = s
+            .iter()
+            .filter(|(n, _)| n.starts_with(&format!("{family}_bucket")))
+            .map(|(_, v)| *v)
+            .collect();
+        assert!(
+            buckets.windows(2).all(|w| w[0] <= w[1]),
+            "{family} buckets are cumulative"
+        );
+        let inf = s
+            .iter()
+            .find(|(n, _)| n.contains("le=\"+Inf\""))
+            .unwrap_or_else(|| panic!("{family} has a +Inf bucket"))
+            .1;
+        let count = s
+            .iter()
+            .find(|(n, _)| *n == format!("{family}_count"))
+            .unwrap()
+            .1;
+        assert_eq!(inf, count, "{family}: +Inf bucket equals _count");
+    }
+    samples
+}
+
+#[test]
+fn metrics_are_valid_prometheus_text_with_what_operators_need() {
+    let gw = start_gateway(|t| t);
+    let t = gw.envelope(|_| {});
+    let mut c = gw.client();
+    let mut ids = Vec::new();
+    for (tool, args) in [
+        ("contracts.read", r#"{"contract_id":"contract_7781"}"#),
+        ("contracts.read", r#"{"contract_id":"contract_7781"}"#),
+        ("crm.read", r#"{"customer_id":"cust_globex_2001"}"#),
+    ] {
+        let r = call(&mut c, &t, tool, args);
+        ids.push(r.json()["decision_id"].as_str().map_or_else(
+            || r.header("X-Portcullis-Decision-Id").unwrap().to_owned(),
+            str::to_owned,
+        ));
+    }
+    gw.audit_lines(&ids);
+    // Per-tool counts and cache counters are published by each core once a second.
+    gw.wait_metric("portcullis_envelope_cache_hits_total", |v| v >= 1.0);
+    let r = gw.admin("GET", "/metrics", b"");
+    assert!(
+        r.header("Content-Type")
+            .unwrap()
+            .starts_with("text/plain; version=0.0.4"),
+        "{:?}",
+        r.headers
+    );
+    let m = parse_prometheus(&r.text());
+    let value = |family: &str, series: &str| {
+        m[family]
+            .iter()
+            .find(|(s, _)| s == series)
+            .unwrap_or_else(|| panic!("no {series} in {:?}", m[family]))
+            .1
+    };
+    assert_eq!(
+        value(
+            "portcullis_decisions_total",
+            r#"portcullis_decisions_total{outcome="allow",reason="allow"}"#
+        ),
+        2.0
+    );
+    assert_eq!(
+        value(
+            "portcullis_decisions_total",
+            r#"portcullis_decisions_total{outcome="deny",reason="resource_out_of_scope"}"#
+        ),
+        1.0
+    );
+    assert_eq!(
+        value(
+            "portcullis_tool_calls_total",
+            r#"portcullis_tool_calls_total{tool="contracts.read"}"#
+        ),
+        2.0
+    );
+    assert_eq!(
+        value(
+            "portcullis_gateway_overhead_seconds",
+            "portcullis_gateway_overhead_seconds_count"
+        ),
+        2.0
+    );
+    assert_eq!(
+        value(
+            "portcullis_upstream_seconds",
+            "portcullis_upstream_seconds_count"
+        ),
+        2.0
+    );
+    assert_eq!(
+        value(
+            "portcullis_audit_lines_total",
+            "portcullis_audit_lines_total"
+        ),
+        3.0
+    );
+    assert!(
+        value(
+            "portcullis_envelope_cache_hits_total",
+            "portcullis_envelope_cache_hits_total"
+        ) >= 1.0
+    );
+    for family in [
+        "portcullis_upstream_errors_total",
+        "portcullis_audit_queue_depth",
+        "portcullis_audit_dropped_total",
+        "portcullis_bundle_info",
+        "portcullis_bundle_swaps_total",
+        "portcullis_revocations",
+    ] {
+        assert!(m.contains_key(family), "{family} exported");
+    }
+    assert!(
+        m["portcullis_bundle_info"][0]
+            .0
+            .contains(r#"version="example-1""#)
+    );
+}
