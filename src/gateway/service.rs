@@ -393,7 +393,15 @@ impl Service for Gateway {
         });
     }
 
-    fn stop(&self) {
+    fn stop(&self, cut_off: usize) {
+        // A call cut off after its decision never commits its audit line: count it as a
+        // lost record, so the loss is in the metrics and the log, never silent.
+        if cut_off > 0 {
+            self.shared
+                .audit
+                .dropped
+                .fetch_add(cut_off as u64, std::sync::atomic::Ordering::Relaxed);
+        }
         self.audit
             .borrow_mut()
             .flush_before_stop(std::time::Duration::from_secs(5));
