@@ -1014,3 +1014,76 @@ fn metrics_are_valid_prometheus_text_with_what_operators_need() {
             .contains(r#"version="example-1""#)
     );
 }
+
+#[test]
+fn a_gateway_that_requires_signed_bundles_takes_only_the_pipelines() {
+    use base64::Engine;
+    let pipeline = portcullis::envelope::SigningKey::generate(Some("pipeline".into())).unwrap();
+    let other = portcullis::envelope::SigningKey::generate(Some("pipeline".into())).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let jwks = dir.path().join("pipeline.jwks.json");
+    std::fs::write(&jwks, pipeline.jwks().to_string()).unwrap();
+    let jwks = jwks.to_str().unwrap().to_owned();
+    let gw = start_gateway(move |t| {
+        t.replace(
+            "# bundle_signing_jwks = \"pipeline.jwks.json\"",
+            &format!("bundle_signing_jwks = \"{jwks}\""),
+        )
+    });
+    let (bytes, _) = bundle_variant("signed-1", false);
+    let b64 = |sig: [u8; 64]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sig);
+    let auth = format!("Bearer {ADMIN_TOKEN}");
+    let put = |sig: Option<String>, body: &[u8]| {
+        let mut h = vec![("Authorization", auth.as_str())];
+        if let Some(s) = &sig {
+            h.push(("X-Portcullis-Bundle-Signature", s.as_str()));
+        }
+        Client::connect(gw.admin_addr())
+            .unwrap()
+            .request("PUT", "/admin/bundle", &h, body)
+            .unwrap()
+    };
+    let (other_bytes, _) = bundle_variant("signed-2", false);
+    for (sig, why) in [
+        (None, "missing"),
+        (Some(b64(other.sign(&bytes))), "another key"),
+        (Some(b64(pipeline.sign(&other_bytes))), "other bytes"),
+        (Some("not base64!".to_owned()), "garbage"),
+    ] {
+        let r = put(sig, &bytes);
+        assert_eq!(r.status, 422, "{why}: {}", r.text());
+        assert!(r.text().contains("signature"), "{why}: {}", r.text());
+    }
+    assert_eq!(
+        gw.admin("GET", "/admin/bundle", b"").json()["version"],
+        "example-1"
+    );
+    let r = put(Some(b64(pipeline.sign(&bytes))), &bytes);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["version"], "signed-1");
+    // `portcullis push --sign-with` does the same.
+    let key = dir.path().join("pipeline.pem");
+    std::fs::write(&key, pipeline.private_pem()).unwrap();
+    let bundle = dir.path().join("b.pcb");
+    std::fs::write(&bundle, &other_bytes).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .args([
+            "push",
+            bundle.to_str().unwrap(),
+            "--sign-with",
+            key.to_str().unwrap(),
+        ])
+        .args(["--admin", &format!("http://{}", gw.admin_addr())])
+        .env("PORTCULLIS_ADMIN_TOKEN", ADMIN_TOKEN)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        gw.admin("GET", "/admin/bundle", b"").json()["version"],
+        "signed-2"
+    );
+}
