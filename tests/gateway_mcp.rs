@@ -526,3 +526,44 @@ fn a_2026_agent_is_bridged_to_a_session_based_upstream_mcp_server() {
     assert_eq!(m["id"], 6);
     assert!(m["result"].get("resultType").is_none(), "{m}");
 }
+
+#[test]
+fn clients_must_accept_both_json_and_event_streams() {
+    // A tool served by an upstream MCP server may answer with SSE and is relayed as it
+    // comes, so a client that cannot take both is told at once, not on its first call.
+    let gw = start_gateway(|t| t);
+    let token = gw.envelope(|_| {});
+    let auth = format!("Bearer {token}");
+    let list = r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#;
+    let mut c = gw.client();
+    let mut send = |accept: Option<&str>| {
+        let mut h = vec![
+            ("Authorization", auth.as_str()),
+            ("Content-Type", "application/json"),
+        ];
+        if let Some(a) = accept {
+            h.push(("Accept", a));
+        }
+        c.request("POST", "/mcp", &h, list.as_bytes()).unwrap()
+    };
+    for ok in [
+        None,
+        Some("application/json, text/event-stream"),
+        Some("text/event-stream;q=0.9, application/json"),
+        Some("*/*"),
+        Some("application/*, text/*"),
+    ] {
+        let r = send(ok);
+        assert_eq!(r.status, 200, "{ok:?}: {}", r.text());
+    }
+    for refused in [
+        "application/json",
+        "text/event-stream",
+        "application/json, text/event-stream;q=0",
+        "text/html",
+    ] {
+        let r = send(Some(refused));
+        assert_eq!(r.status, 406, "{refused}: {}", r.text());
+        assert!(r.text().contains("text/event-stream"), "{}", r.text());
+    }
+}

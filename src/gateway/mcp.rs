@@ -280,12 +280,34 @@ fn delete(gw: &Gateway, req: Request<'_>, io: &mut ConnIo) -> Disposition {
 /// Most terminated sessions remembered at once (each until its envelope expires).
 const MAX_ENDED_SESSIONS: usize = 16_384;
 
+/// Whether an `Accept` value admits `media` (`type/subtype`): an exact range or a
+/// wildcard (`type/*`, `*/*`), not with `q=0`.
+fn admits(accept: &str, media: &str) -> bool {
+    let (ty, _) = media.split_once('/').unwrap_or((media, ""));
+    accept.split(',').any(|range| {
+        let mut parts = range.split(';');
+        let r = parts.next().unwrap_or("").trim();
+        let refused = parts.any(|p| {
+            p.trim()
+                .strip_prefix("q=")
+                .and_then(|q| q.trim().parse::<f32>().ok())
+                .is_some_and(|q| q == 0.0)
+        });
+        !refused
+            && (r.eq_ignore_ascii_case(media)
+                || r == "*/*"
+                || r.strip_suffix("/*")
+                    .is_some_and(|t| t.eq_ignore_ascii_case(ty)))
+    })
+}
+
+/// MCP clients must accept both JSON and SSE answers: a tool served by an upstream MCP
+/// server may answer either way, and the gateway relays it as it comes. A client without
+/// an `Accept` field takes anything.
 fn accepts(req: &Request<'_>) -> bool {
     match req.field(&req.head.accept) {
         None => true,
-        Some(a) => {
-            a.contains("application/json") || a.contains("text/event-stream") || a.contains("*/*")
-        }
+        Some(a) => admits(a, "application/json") && admits(a, "text/event-stream"),
     }
 }
 
@@ -333,7 +355,7 @@ async fn post(gw: &Gateway, req: Request<'_>, io: &mut ConnIo) -> Disposition {
             406,
             None,
             rpc::INVALID_REQUEST,
-            "Accept must allow application/json or text/event-stream",
+            "Accept must list both application/json and text/event-stream",
             None,
         );
     }
