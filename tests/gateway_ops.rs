@@ -481,6 +481,75 @@ fn audit_verify_names_the_line_of_an_edit_a_deletion_or_a_reordering() {
     rewrite(&f, |l| l.truncate(4));
     let (ok, text) = verify(&files, &jwks);
     assert!(ok && text.contains("follow the last checkpoint"), "{text}");
+
+    // Deleting the first entries: the trail starts with segment 1, so it must start at
+    // the chain's genesis; the first line left is the break.
+    std::fs::write(&f, &pristine).unwrap();
+    rewrite(&f, |l| {
+        l.drain(..2);
+    });
+    let (ok, text) = verify(&files, &jwks);
+    assert!(
+        !ok && text.contains(":1: "),
+        "head deletion shows at line 1: {text}"
+    );
+}
+
+#[test]
+fn rotated_segments_are_each_sealed_and_a_missing_one_is_named() {
+    // Segments of four or five lines.
+    let gw =
+        start_gateway(|t| t.replace("max_segment_bytes = 67108864", "max_segment_bytes = 4096"));
+    let t = gw.envelope(|_| {});
+    let mut c = gw.client();
+    for _ in 0..16 {
+        let r = call(
+            &mut c,
+            &t,
+            "contracts.read",
+            r#"{"contract_id":"contract_7781"}"#,
+        );
+        // Rotation happens between the writer's batches: wait for each line, so each
+        // call is a batch of its own.
+        gw.audit_lines(&[r.header("X-Portcullis-Decision-Id").unwrap().to_owned()]);
+    }
+    let dir = gw.running.audit_dir.clone();
+    let TestGateway {
+        running,
+        dir: _keep,
+        ..
+    } = gw;
+    running.shutdown();
+    let keys = portcullis::envelope::TrustedKeys::from_jwks(
+        &std::fs::read_to_string(dir.join("audit-key.jwks.json")).unwrap(),
+    )
+    .unwrap();
+    let files = portcullis::audit::verify::segments_in(&dir).unwrap();
+    assert!(files.len() >= 3, "{files:?}");
+    let r = portcullis::audit::verify::verify_files(&files, Some(&keys)).unwrap();
+    assert_eq!(
+        r.checkpoints as usize,
+        files.len(),
+        "every segment sealed: {r:?}"
+    );
+    assert_eq!(r.signatures_checked, r.checkpoints);
+    assert_eq!((r.unsealed_tail, r.trusted_start), (0, None));
+    assert_eq!(r.lines, 16 + files.len() as u64);
+
+    // A whole segment taken out of the middle is named.
+    let gone = files[1].clone();
+    std::fs::rename(&gone, dir.join("elsewhere.jsonl")).unwrap();
+    let left = portcullis::audit::verify::segments_in(&dir).unwrap();
+    let e = portcullis::audit::verify::verify_files(&left, Some(&keys)).unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("segment 3 follows where segment 2 was expected"),
+        "{e}"
+    );
+    // Archived older segments: what is given is checked, and the report says from where.
+    let later = &files[2..];
+    let r = portcullis::audit::verify::verify_files(later, Some(&keys)).unwrap();
+    assert!(r.trusted_start.is_some_and(|s| s > 1), "{r:?}");
 }
 
 #[cfg(unix)]
