@@ -501,3 +501,41 @@ fn the_upstream_gets_the_vaulted_credential_and_never_the_envelope() {
     assert!(!r.text().contains(&cred), "{}", r.text());
     assert!(r.text().contains("Bearer ****"), "{}", r.text());
 }
+
+#[test]
+fn hop_by_hop_fields_of_an_upstream_answer_stay_on_its_hop() {
+    // RFC 9110 §7.6.1: Connection and the fields it names, Keep-Alive, TE, Trailer,
+    // Transfer-Encoding, Upgrade and Proxy-* describe one hop; the gateway sets its own
+    // framing. End-to-end fields pass.
+    let (gw, fake) = with_fake(|t| t);
+    *fake.behaviour.lock().unwrap() = Behaviour::Raw(
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: keep-alive, X-Hop-Secret\r\n\
+          X-Hop-Secret: internal\r\nKeep-Alive: timeout=5\r\nProxy-Authenticate: Basic\r\n\
+          Upgrade: h2c\r\nTrailer: X-Checksum\r\nX-Request-Id: r-42\r\nCache-Control: no-store\r\n\
+          Transfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\nX-Checksum: 1\r\n\r\n"
+            .to_vec(),
+    );
+    let t = gw.envelope(|_| {});
+    let mut c = gw.client();
+    for _ in 0..2 {
+        let r = call(
+            &mut c,
+            &t,
+            "contracts.read",
+            r#"{"contract_id":"contract_7781"}"#,
+        );
+        assert_eq!((r.status, r.text()), (200, "{}".to_string()));
+        for hop in [
+            "X-Hop-Secret",
+            "Keep-Alive",
+            "Proxy-Authenticate",
+            "Upgrade",
+            "Trailer",
+        ] {
+            assert!(r.header(hop).is_none(), "{hop} relayed: {:?}", r.headers);
+        }
+        assert_eq!(r.header("X-Request-Id"), Some("r-42"));
+        assert_eq!(r.header("Cache-Control"), Some("no-store"));
+        assert!(r.header("X-Portcullis-Decision-Id").is_some());
+    }
+}
