@@ -256,3 +256,314 @@ fn sessions_are_bound_to_their_envelope_and_end_on_delete() {
         "unknown versions get our newest session-based one"
     );
 }
+
+#[test]
+fn the_2026_revision_rules_for_versions_methods_and_notifications() {
+    let gw = start_gateway(|t| t);
+    let token = gw.envelope(|_| {});
+    let mut c = gw.client();
+    let auth = format!("Bearer {token}");
+    let post = |c: &mut portcullis::demo::client::Client,
+                version: Option<&str>,
+                method: Option<&str>,
+                body: &str| {
+        let mut h = vec![
+            ("Authorization", auth.as_str()),
+            ("Content-Type", "application/json"),
+            ("Accept", "application/json, text/event-stream"),
+        ];
+        if let Some(v) = version {
+            h.push(("MCP-Protocol-Version", v));
+        }
+        if let Some(m) = method {
+            h.push(("Mcp-Method", m));
+        }
+        c.request("POST", "/mcp", &h, body.as_bytes()).unwrap()
+    };
+    let with_meta = |method: &str, v: &str| {
+        json!({"jsonrpc": "2.0", "id": 9, "method": method, "params": {"_meta": {
+            "io.modelcontextprotocol/protocolVersion": v,
+            "io.modelcontextprotocol/clientCapabilities": {}}}})
+        .to_string()
+    };
+    let modern = Some("2026-07-28");
+
+    // The baseline: header and _meta agree.
+    let r = post(
+        &mut c,
+        modern,
+        Some("tools/list"),
+        &with_meta("tools/list", "2026-07-28"),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["result"]["resultType"], "complete");
+
+    // An unimplemented method is 404 with -32601 in this revision.
+    let r = post(
+        &mut c,
+        modern,
+        Some("resources/list"),
+        &with_meta("resources/list", "2026-07-28"),
+    );
+    assert_eq!(
+        (r.status, r.json()["error"]["code"].clone()),
+        (404, json!(-32601)),
+        "{}",
+        r.text()
+    );
+    assert_eq!(r.json()["id"], 9);
+
+    // The header must carry the body's revision.
+    for (header, meta) in [
+        (modern, "2025-11-25"),
+        (None, "2026-07-28"),
+        (Some("2025-06-18"), "2026-07-28"),
+    ] {
+        let r = post(
+            &mut c,
+            header,
+            Some("tools/list"),
+            &with_meta("tools/list", meta),
+        );
+        assert_eq!(r.status, 400, "{header:?} vs {meta}: {}", r.text());
+        assert_eq!(r.json()["error"]["code"], -32020, "{header:?} vs {meta}");
+    }
+
+    // An unsupported revision, in the header or in _meta: 400 with the supported list.
+    for (header, meta) in [(Some("1900-01-01"), "2026-07-28"), (modern, "1900-01-01")] {
+        let r = post(
+            &mut c,
+            header,
+            Some("tools/list"),
+            &with_meta("tools/list", meta),
+        );
+        assert_eq!(r.status, 400, "{header:?} / {meta}: {}", r.text());
+        let e = &r.json()["error"];
+        assert_eq!(e["code"], -32022, "{}", r.text());
+        assert_eq!(e["data"]["requested"], "1900-01-01");
+        assert!(
+            e["data"]["supported"]
+                .as_array()
+                .unwrap()
+                .contains(&json!("2026-07-28")),
+            "{}",
+            r.text()
+        );
+    }
+
+    // Notifications: 202 with no body, with or without Mcp-Method; a contradicting
+    // Mcp-Method is still refused.
+    let note = r#"{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":1}}"#;
+    for method in [None, Some("notifications/cancelled")] {
+        let r = post(&mut c, modern, method, note);
+        assert_eq!(r.status, 202, "{method:?}: {}", r.text());
+        assert!(r.body.is_empty());
+    }
+    let r = post(&mut c, modern, Some("tools/list"), note);
+    assert_eq!(
+        (r.status, r.json()["error"]["code"].clone()),
+        (400, json!(-32020))
+    );
+
+    // The session-based revisions keep answering an unknown method in the JSON-RPC body.
+    let r = post(
+        &mut c,
+        None,
+        None,
+        r#"{"jsonrpc":"2.0","id":3,"method":"resources/list"}"#,
+    );
+    assert_eq!(
+        (r.status, r.json()["error"]["code"].clone()),
+        (200, json!(-32601))
+    );
+}
+
+#[test]
+fn a_tools_call_with_duplicate_member_names_is_refused_before_it_is_forwarded() {
+    // The body of an MCP tools/call is forwarded as it is: were duplicates allowed, the
+    // gateway could check one `contract_id` and the upstream MCP server act on another.
+    let gw = start_gateway(|t| t);
+    let token = gw.envelope(|v| {
+        v["allowed_tools"]
+            .as_array_mut()
+            .unwrap()
+            .push("contracts.classify_clauses".into());
+    });
+    let mut c = gw.client();
+    let before = gw.demo_log("docs-mcp").len();
+    for body in [
+        r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"contracts.classify_clauses","arguments":{"contract_id":"contract_7781","contract_id":"contract_9999"}}}"#,
+        r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"contracts.classify_clauses","arguments":{"contract_id":"contract_7781"}},"params":{"name":"contracts.classify_clauses","arguments":{"contract_id":"contract_9999"}}}"#,
+    ] {
+        let r = mcp(&mut c, &token, None, body);
+        assert_eq!(r.status, 400, "{}", r.text());
+        assert_eq!(r.json()["error"]["code"], -32600);
+        assert!(r.text().contains("more than once"), "{}", r.text());
+    }
+    assert_eq!(
+        gw.demo_log("docs-mcp").len(),
+        before,
+        "nothing reached the MCP server"
+    );
+    // The same call without the duplicate goes through.
+    let r = mcp(
+        &mut c,
+        &token,
+        None,
+        r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"contracts.classify_clauses","arguments":{"contract_id":"contract_7781"}}}"#,
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    // The demo MCP server answers over SSE: a progress message, then the result.
+    let last = r
+        .text()
+        .lines()
+        .rfind(|l| l.starts_with("data: "))
+        .unwrap_or("")
+        .to_owned();
+    let v: Value = serde_json::from_str(&last["data: ".len()..]).unwrap();
+    assert_eq!(v["id"], 2);
+    assert_eq!(
+        v["result"]["structuredContent"]["contract_id"],
+        "contract_7781"
+    );
+    assert!(gw.demo_log("docs-mcp").len() > before);
+}
+
+/// The last `data:` line of an SSE body, parsed.
+fn last_sse_message(text: &str) -> Value {
+    let last = text
+        .lines()
+        .rfind(|l| l.starts_with("data:"))
+        .unwrap_or_else(|| panic!("no SSE data in {text}"));
+    serde_json::from_str(last["data:".len()..].trim()).unwrap()
+}
+
+#[test]
+fn a_2026_agent_is_bridged_to_a_session_based_upstream_mcp_server() {
+    // The demo MCP server speaks the session-based revisions, as most deployed servers do.
+    // A 2026-07-28 agent must still get 2026-07-28 results (with `resultType`), the
+    // upstream must not see the agent's era metadata (it contradicts the session's
+    // MCP-Protocol-Version), and the upstream's session id must never reach the agent.
+    let gw = start_gateway(|t| t);
+    let token = gw.envelope(|v| {
+        v["allowed_tools"]
+            .as_array_mut()
+            .unwrap()
+            .push("contracts.classify_clauses".into());
+    });
+    let auth = format!("Bearer {token}");
+    let body = json!({"jsonrpc": "2.0", "id": 5, "method": "tools/call", "params": {
+        "name": "contracts.classify_clauses",
+        "arguments": {"contract_id": "contract_7781"},
+        "_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                  "io.modelcontextprotocol/clientCapabilities": {},
+                  "io.modelcontextprotocol/clientInfo": {"name": "t", "version": "1"},
+                  "progressToken": "p1"}}})
+    .to_string();
+    let mut c = gw.client();
+    let r = c
+        .request(
+            "POST",
+            "/mcp",
+            &[
+                ("Authorization", &auth),
+                ("Content-Type", "application/json"),
+                ("Accept", "application/json, text/event-stream"),
+                ("MCP-Protocol-Version", "2026-07-28"),
+                ("Mcp-Method", "tools/call"),
+                ("Mcp-Name", "contracts.classify_clauses"),
+            ],
+            body.as_bytes(),
+        )
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(
+        r.header("Mcp-Session-Id").is_none(),
+        "upstream session leaked"
+    );
+    let m = last_sse_message(&r.text());
+    assert_eq!(m["id"], 5);
+    assert_eq!(m["result"]["resultType"], "complete", "{m}");
+    assert_eq!(
+        m["result"]["structuredContent"]["contract_id"],
+        "contract_7781"
+    );
+    // The notification before it is relayed as it came.
+    assert!(r.text().contains("notifications/message"), "{}", r.text());
+
+    let seen = gw.demo_log("docs-mcp");
+    let call = seen
+        .iter()
+        .rfind(|s| s.body.contains("tools/call"))
+        .expect("the call reached the MCP server");
+    let sent: Value = serde_json::from_str(&call.body).unwrap();
+    assert_eq!(
+        sent["params"]["_meta"],
+        json!({"progressToken": "p1"}),
+        "{sent}"
+    );
+    assert_eq!(sent["params"]["arguments"]["contract_id"], "contract_7781");
+    let version = call
+        .headers
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case("mcp-protocol-version"))
+        .map(|(_, v)| v.as_str());
+    assert_eq!(version, Some("2025-11-25"));
+
+    // A session-based agent gets the upstream's answer as it is, without its session id.
+    let r = mcp(
+        &mut c,
+        &token,
+        None,
+        r#"{"jsonrpc":"2.0","id":6,"method":"tools/call","params":{"name":"contracts.classify_clauses","arguments":{"contract_id":"contract_7781"}}}"#,
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(
+        r.header("Mcp-Session-Id").is_none(),
+        "upstream session leaked"
+    );
+    let m = last_sse_message(&r.text());
+    assert_eq!(m["id"], 6);
+    assert!(m["result"].get("resultType").is_none(), "{m}");
+}
+
+#[test]
+fn clients_must_accept_both_json_and_event_streams() {
+    // A tool served by an upstream MCP server may answer with SSE and is relayed as it
+    // comes, so a client that cannot take both is told at once, not on its first call.
+    let gw = start_gateway(|t| t);
+    let token = gw.envelope(|_| {});
+    let auth = format!("Bearer {token}");
+    let list = r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#;
+    let mut c = gw.client();
+    let mut send = |accept: Option<&str>| {
+        let mut h = vec![
+            ("Authorization", auth.as_str()),
+            ("Content-Type", "application/json"),
+        ];
+        if let Some(a) = accept {
+            h.push(("Accept", a));
+        }
+        c.request("POST", "/mcp", &h, list.as_bytes()).unwrap()
+    };
+    for ok in [
+        None,
+        Some("application/json, text/event-stream"),
+        Some("text/event-stream;q=0.9, application/json"),
+        Some("*/*"),
+        Some("application/*, text/*"),
+    ] {
+        let r = send(ok);
+        assert_eq!(r.status, 200, "{ok:?}: {}", r.text());
+    }
+    for refused in [
+        "application/json",
+        "text/event-stream",
+        "application/json, text/event-stream;q=0",
+        "text/html",
+    ] {
+        let r = send(Some(refused));
+        assert_eq!(r.status, 406, "{refused}: {}", r.text());
+        assert!(r.text().contains("text/event-stream"), "{}", r.text());
+    }
+}

@@ -8,7 +8,7 @@ mod common;
 use common::*;
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 fn raw(addr: std::net::SocketAddr, bytes: &[u8]) -> String {
     let mut s = TcpStream::connect(addr).unwrap();
@@ -168,6 +168,38 @@ fn invalid_json_bodies_are_400_with_a_reason() {
 }
 
 #[test]
+fn duplicate_argument_names_are_refused_and_never_forwarded() {
+    // The body is forwarded as it came: the gateway must not check the first
+    // `customer_id` while the upstream (last one wins, like most JSON parsers) acts on
+    // the second, a customer outside the envelope.
+    let (gw, fake) = with_fake(|t| t);
+    let t = gw.envelope(|_| {});
+    let mut c = gw.client();
+    for body in [
+        r#"{"customer_id":"cust_acme_1042","subject":"renewal","customer_id":"cust_globex_2001"}"#,
+        r#"{"customer_id":"cust_acme_1042","subject":"renewal","customer\u005fid":"cust_globex_2001"}"#,
+        r#"{"customer_id":"cust_acme_1042","subject":"renewal","meta":{"a":1,"a":2}}"#,
+    ] {
+        let r = call(&mut c, &t, "tickets.create", body);
+        assert_eq!(r.status, 400, "{body}: {}", r.text());
+        assert_eq!(reason(&r), "invalid_arguments", "{body}");
+        assert!(r.text().contains("more than once"), "{}", r.text());
+    }
+    assert!(
+        fake.seen.lock().unwrap().is_empty(),
+        "nothing reached the upstream"
+    );
+    let r = call(
+        &mut c,
+        &t,
+        "tickets.create",
+        r#"{"customer_id":"cust_acme_1042","subject":"renewal"}"#,
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(fake.seen.lock().unwrap().len(), 1);
+}
+
+#[test]
 fn invalid_json_rpc_gets_json_rpc_errors() {
     let gw = start_gateway(|t| t);
     let t = gw.envelope(|_| {});
@@ -214,19 +246,39 @@ fn invalid_json_rpc_gets_json_rpc_errors() {
 }
 
 #[test]
-fn a_slow_client_is_timed_out_without_stalling_others() {
+fn slow_clients_are_timed_out_and_never_stall_the_others() {
+    // One core, so every connection below shares it.
     let gw = start_gateway(|t| {
         t.replace("header_timeout = \"10s\"", "header_timeout = \"1s\"")
+            .replace("body_timeout = \"30s\"", "body_timeout = \"120s\"")
+            .replace("idle_timeout = \"60s\"", "idle_timeout = \"120s\"")
             .replace("cores = 2", "cores = 1")
     });
-    let mut slow = TcpStream::connect(gw.addr()).unwrap();
-    slow.set_read_timeout(Some(Duration::from_secs(10)))
+    // A client stuck in the middle of its body (two minutes allowed) and one that never
+    // says anything (two minutes too)...
+    let mut stuck = TcpStream::connect(gw.addr()).unwrap();
+    stuck
+        .write_all(b"POST /v1/tools/contracts.read HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"contract")
         .unwrap();
-    slow.write_all(b"POST /v1/tools/crm.read HTTP/1.1\r\nHost: x\r\n")
+    let silent = TcpStream::connect(gw.addr()).unwrap();
+    // ... and a slowloris trickling its head a byte at a time: the header timeout runs
+    // from the first byte, so trickling does not keep it alive.
+    let mut loris = TcpStream::connect(gw.addr()).unwrap();
+    loris
+        .set_read_timeout(Some(Duration::from_secs(30)))
         .unwrap();
-    // Meanwhile, on the same (single) core, another agent is served promptly.
+    let mut w = loris.try_clone().unwrap();
+    let trickle = std::thread::spawn(move || {
+        let head = b"POST /v1/tools/crm.read HTTP/1.1\r\nHost: x\r\nX-Slow: ";
+        for b in head.iter().chain(std::iter::repeat(&b'a')).take(8000) {
+            if w.write_all(&[*b]).is_err() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    });
+    // Meanwhile another agent is served: nothing above holds the core.
     let t = gw.envelope(|_| {});
-    let start = Instant::now();
     let r = call(
         &mut gw.client(),
         &t,
@@ -234,20 +286,68 @@ fn a_slow_client_is_timed_out_without_stalling_others() {
         r#"{"contract_id":"contract_7781"}"#,
     );
     assert_eq!(r.status, 200);
-    assert!(start.elapsed() < Duration::from_millis(900));
     let mut out = String::new();
-    let _ = slow.read_to_string(&mut out);
+    let _ = loris.read_to_string(&mut out);
     assert_eq!(status_of(&out), 408, "{out}");
-    let mut body_slow = TcpStream::connect(gw.addr()).unwrap();
-    body_slow
-        .set_read_timeout(Some(Duration::from_secs(10)))
+    assert!(out.contains("header_timeout"), "{out}");
+    trickle.join().unwrap();
+    // The stuck and the silent client are still waiting (their limits are two minutes),
+    // and the core still serves.
+    for s in [&stuck, &silent] {
+        s.set_nonblocking(true).unwrap();
+        let mut b = [0u8; 1];
+        let e = (&*s).read(&mut b).unwrap_err();
+        assert_eq!(
+            e.kind(),
+            std::io::ErrorKind::WouldBlock,
+            "nothing answered yet"
+        );
+    }
+    let r = call(
+        &mut gw.client(),
+        &t,
+        "contracts.read",
+        r#"{"contract_id":"contract_7781"}"#,
+    );
+    assert_eq!(r.status, 200);
+    drop((stuck, silent));
+}
+
+#[test]
+fn body_and_idle_timeouts_answer_408_or_close() {
+    let gw = start_gateway(|t| {
+        t.replace("body_timeout = \"30s\"", "body_timeout = \"1s\"")
+            .replace("idle_timeout = \"60s\"", "idle_timeout = \"1s\"")
+    });
+    let read_all = |mut s: TcpStream| {
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let mut out = Vec::new();
+        let r = s.read_to_end(&mut out);
+        assert!(
+            r.is_ok(),
+            "closed by the gateway, not by our read timeout: {r:?}"
+        );
+        String::from_utf8_lossy(&out).into_owned()
+    };
+    // A body that stops coming: 408, then close.
+    let mut s = TcpStream::connect(gw.addr()).unwrap();
+    s.write_all(
+        b"POST /v1/tools/contracts.read HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"a\"",
+    )
+    .unwrap();
+    let out = read_all(s);
+    assert_eq!(status_of(&out), 408, "{out}");
+    assert!(out.contains("body_timeout"), "{out}");
+    // A connection that never sends a byte, and a keep-alive one after its request:
+    // closed without a word once idle.
+    let s = TcpStream::connect(gw.addr()).unwrap();
+    assert_eq!(read_all(s), "");
+    let mut s = TcpStream::connect(gw.addr()).unwrap();
+    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
         .unwrap();
-    body_slow
-        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
-        .unwrap();
-    let mut buf = [0u8; 512];
-    let n = body_slow.read(&mut buf).unwrap();
-    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+    let out = read_all(s);
+    assert_eq!(status_of(&out), 200, "{out}");
+    assert_eq!(out.matches("HTTP/1.1").count(), 1, "{out}");
 }
 
 #[test]
@@ -281,11 +381,8 @@ fn upstream_failures_map_to_502_and_504() {
     let mut c = gw.client();
     let args = r#"{"contract_id":"contract_7781"}"#;
     let cases: [(Behaviour, u16, &str); 5] = [
-        (
-            Behaviour::Slow(Duration::from_millis(2500)),
-            504,
-            "upstream_timeout",
-        ),
+        // Never answers (a gate nobody opens): the 1 s response timeout must fire.
+        (Behaviour::Gated(Gate::default()), 504, "upstream_timeout"),
         (Behaviour::Close, 502, "upstream_closed"),
         (Behaviour::Reset, 502, ""),
         (
@@ -316,6 +413,69 @@ fn upstream_failures_map_to_502_and_504() {
 }
 
 #[test]
+fn a_pooled_connection_the_upstream_closed_is_not_reused() {
+    // Upstreams close idle keep-alive connections on their own schedule. A POST cannot be
+    // retried once sent (the upstream may have acted on it), so a connection the upstream
+    // already closed must be noticed before it carries one: else every POST after a pause
+    // would be a 502.
+    let (gw, fake) = with_fake(|t| t.replace("cores = 2", "cores = 1"));
+    let ok = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 11\r\n\r\n{\"ok\":true}";
+    *fake.behaviour.lock().unwrap() = Behaviour::AnswerThenClose(ok.to_vec());
+    let t = gw.envelope(|_| {});
+    let mut c = gw.client();
+    let args = r#"{"customer_id":"cust_acme_1042","subject":"renewal"}"#;
+    for n in 1..=4 {
+        let r = call(&mut c, &t, "tickets.create", args);
+        assert_eq!(r.status, 200, "call {n}: {}", r.text());
+        assert_eq!(r.text(), r#"{"ok":true}"#);
+        // The upstream has closed the connection the gateway just pooled.
+        fake.wait_events(n);
+    }
+    assert_eq!(
+        fake.seen.lock().unwrap().len(),
+        4,
+        "each call reached the upstream once"
+    );
+}
+
+#[test]
+fn bytes_an_upstream_sends_unasked_never_become_the_next_callers_answer() {
+    let (gw, fake) = with_fake(|t| t.replace("cores = 2", "cores = 1"));
+    let ok = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 11\r\n\r\n{\"ok\":true}";
+    let planted = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 16\r\n\r\n{\"planted\":true}";
+    *fake.behaviour.lock().unwrap() = Behaviour::AnswerThenStray(ok.to_vec(), planted.to_vec());
+    let t = gw.envelope(|_| {});
+    let mut c = gw.client();
+    let r = call(
+        &mut c,
+        &t,
+        "contracts.read",
+        r#"{"contract_id":"contract_7781"}"#,
+    );
+    assert_eq!((r.status, r.text()), (200, r#"{"ok":true}"#.to_string()));
+    fake.wait_events(1);
+    *fake.behaviour.lock().unwrap() = Behaviour::Echo;
+    // Another agent's call on the same core: it must get its own answer.
+    let other = gw.envelope(|v| v["session_id"] = "sess_other".into());
+    let r = call(
+        &mut gw.client(),
+        &other,
+        "contracts.read",
+        r#"{"contract_id":"contract_7781"}"#,
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(!r.text().contains("planted"), "{}", r.text());
+    assert!(
+        r.json()["head"]
+            .as_str()
+            .unwrap()
+            .starts_with("GET /contracts/contract_7781 "),
+        "{}",
+        r.text()
+    );
+}
+
+#[test]
 fn the_upstream_gets_the_vaulted_credential_and_never_the_envelope() {
     let (gw, fake) = with_fake(|t| t);
     let t = gw.envelope(|_| {});
@@ -340,4 +500,42 @@ fn the_upstream_gets_the_vaulted_credential_and_never_the_envelope() {
     // The echoed credential is scrubbed before the agent sees the body.
     assert!(!r.text().contains(&cred), "{}", r.text());
     assert!(r.text().contains("Bearer ****"), "{}", r.text());
+}
+
+#[test]
+fn hop_by_hop_fields_of_an_upstream_answer_stay_on_its_hop() {
+    // RFC 9110 §7.6.1: Connection and the fields it names, Keep-Alive, TE, Trailer,
+    // Transfer-Encoding, Upgrade and Proxy-* describe one hop; the gateway sets its own
+    // framing. End-to-end fields pass.
+    let (gw, fake) = with_fake(|t| t);
+    *fake.behaviour.lock().unwrap() = Behaviour::Raw(
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: keep-alive, X-Hop-Secret\r\n\
+          X-Hop-Secret: internal\r\nKeep-Alive: timeout=5\r\nProxy-Authenticate: Basic\r\n\
+          Upgrade: h2c\r\nTrailer: X-Checksum\r\nX-Request-Id: r-42\r\nCache-Control: no-store\r\n\
+          Transfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\nX-Checksum: 1\r\n\r\n"
+            .to_vec(),
+    );
+    let t = gw.envelope(|_| {});
+    let mut c = gw.client();
+    for _ in 0..2 {
+        let r = call(
+            &mut c,
+            &t,
+            "contracts.read",
+            r#"{"contract_id":"contract_7781"}"#,
+        );
+        assert_eq!((r.status, r.text()), (200, "{}".to_string()));
+        for hop in [
+            "X-Hop-Secret",
+            "Keep-Alive",
+            "Proxy-Authenticate",
+            "Upgrade",
+            "Trailer",
+        ] {
+            assert!(r.header(hop).is_none(), "{hop} relayed: {:?}", r.headers);
+        }
+        assert_eq!(r.header("X-Request-Id"), Some("r-42"));
+        assert_eq!(r.header("Cache-Control"), Some("no-store"));
+        assert!(r.header("X-Portcullis-Decision-Id").is_some());
+    }
 }

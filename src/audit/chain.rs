@@ -101,6 +101,11 @@ pub enum Broken {
         found: u64,
     },
     BadSignature,
+    /// Segment files are numbered from 1 without gaps; this one is not the next.
+    MissingSegment {
+        expected: u64,
+        found: u64,
+    },
 }
 
 impl std::fmt::Display for Broken {
@@ -115,6 +120,10 @@ impl std::fmt::Display for Broken {
                     "prev does not match the previous line (deleted, inserted or reordered)"
                 )
             }
+            Broken::MissingSegment { expected, found } => write!(
+                f,
+                "segment {found} follows where segment {expected} was expected (a segment file is missing)"
+            ),
             Broken::SeqGap { expected, found } => {
                 write!(
                     f,

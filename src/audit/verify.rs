@@ -13,6 +13,9 @@ pub struct Report {
     pub signatures_checked: u64,
     /// Lines after the last checkpoint (the active segment of a running gateway).
     pub unsealed_tail: u64,
+    /// When the files do not start with segment 1, the chain is checked from the first
+    /// line given, whose `seq` this is: what came before is not proven.
+    pub trusted_start: Option<u64>,
 }
 
 /// Where the chain breaks.
@@ -30,17 +33,49 @@ impl std::fmt::Display for Failure {
     }
 }
 
+/// The number of a segment file named like `portcullis-audit-000007.jsonl`.
+fn segment_number(p: &Path) -> Option<u64> {
+    p.file_name()?
+        .to_str()?
+        .strip_prefix("portcullis-audit-")?
+        .strip_suffix(".jsonl")?
+        .parse()
+        .ok()
+}
+
 /// Verifies `files` as consecutive segments of one chain (sorted by the caller).
+///
+/// A trail that starts with segment 1 must start at the chain's genesis: deleting its
+/// first lines is a break at the first line left. Segment files named by number must
+/// follow each other without a gap. A set of files that starts later (older segments
+/// archived away) is checked from its first line on, and the report says so.
 pub fn verify_files(files: &[PathBuf], keys: Option<&TrustedKeys>) -> Result<Report, VerifyError> {
     let mut chain = Chain::default();
-    let mut first = true;
+    let mut first = files.first().and_then(|f| segment_number(f)) != Some(1);
     let mut report = Report {
         lines: 0,
         checkpoints: 0,
         signatures_checked: 0,
         unsealed_tail: 0,
+        trusted_start: None,
     };
+    let mut last_segment: Option<u64> = None;
     for f in files {
+        if let Some(n) = segment_number(f) {
+            if let Some(prev) = last_segment
+                && n != prev + 1
+            {
+                return Err(VerifyError::Broken(Failure {
+                    file: f.clone(),
+                    line: 1,
+                    why: Broken::MissingSegment {
+                        expected: prev + 1,
+                        found: n,
+                    },
+                }));
+            }
+            last_segment = Some(n);
+        }
         let text = std::fs::read(f).map_err(|e| VerifyError::Io(f.clone(), e.to_string()))?;
         for (i, line) in text.split(|b| *b == b'\n').enumerate() {
             if line.is_empty() {
@@ -53,6 +88,7 @@ pub fn verify_files(files: &[PathBuf], keys: Option<&TrustedKeys>) -> Result<Rep
                 if let Ok(v) = serde_json::from_slice::<serde_json::Value>(line)
                     && let (Some(seq), Some(prev)) = (v["seq"].as_u64(), v["prev"].as_str())
                 {
+                    report.trusted_start = Some(seq);
                     chain.seq = seq;
                     for (k, c) in prev.as_bytes().chunks(2).take(32).enumerate() {
                         chain.last[k] =

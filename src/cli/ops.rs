@@ -92,6 +92,11 @@ pub fn audit(cmd: AuditCmd) -> Result<(), CliError> {
                     ""
                 }
             )?;
+            if let Some(seq) = r.trusted_start {
+                outln!(
+                    "note: the files do not start with segment 1: the chain is checked from sequence {seq} on, what came before is not proven"
+                )?;
+            }
             if r.unsealed_tail > 0 {
                 outln!(
                     "note: the last {} line(s) follow the last checkpoint (an open segment)",

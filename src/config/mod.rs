@@ -260,6 +260,30 @@ pub enum UpstreamAddr {
     },
 }
 
+/// The dotted name of the field set on `line` (1-based) of a TOML text: the last table
+/// header before it and the key on it (`server.cores`). `None` when the line holds no
+/// `key = value` (a parse error elsewhere on it, or a header).
+fn field_at_line(text: &str, line: usize) -> Option<String> {
+    let mut table = String::new();
+    for l in text.lines().take(line.saturating_sub(1)) {
+        let t = l.trim();
+        if let Some(h) = t.strip_prefix('[').and_then(|h| h.split(']').next()) {
+            table = h.trim_matches(['[', ' ']).to_owned();
+        }
+    }
+    let here = text.lines().nth(line.checked_sub(1)?)?.trim();
+    let (key, _) = here.split_once('=')?;
+    let key = key.trim().trim_matches('"');
+    if key.is_empty() || here.starts_with('#') || here.starts_with('[') {
+        return None;
+    }
+    Some(if table.is_empty() {
+        key.to_owned()
+    } else {
+        format!("{table}.{key}")
+    })
+}
+
 impl Config {
     /// The embedded default.
     pub fn embedded() -> Result<Config, ConfigError> {
@@ -283,7 +307,10 @@ impl Config {
                 .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
             ConfigError {
                 file: source.into(),
-                field: span_line.map_or("(parse)".into(), |l| format!("line {l}")),
+                field: span_line.map_or("(parse)".into(), |l| match field_at_line(text, l) {
+                    Some(f) => format!("{f} (line {l})"),
+                    None => format!("line {l}"),
+                }),
                 message: e.message().trim().to_owned(),
             }
         })?;
@@ -523,12 +550,18 @@ mod tests {
         assert!(e.starts_with("gw.toml: upstreams.records.url:"), "{e}");
         let e = err_of(&base.replace("[limits]", "[limits]\nmax_body = 3"));
         assert!(
-            e.contains("gw.toml: line") && e.contains("unknown field `max_body`"),
+            e.starts_with("gw.toml: limits.max_body (line ")
+                && e.contains("unknown field `max_body`"),
             "{e}"
         );
         let e = err_of(&base.replace("cores = 0", "cores = \"two\""));
         assert!(
-            e.contains("gw.toml: line") && e.contains("invalid type"),
+            e.starts_with("gw.toml: server.cores (line ") && e.contains("invalid type"),
+            "{e}"
+        );
+        let e = err_of(&base.replacen("connect_timeout = \"2s\"", "connect_timeout = 2", 1));
+        assert!(
+            e.starts_with("gw.toml: upstreams.records.connect_timeout (line "),
             "{e}"
         );
     }

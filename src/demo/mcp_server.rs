@@ -4,7 +4,8 @@
 //! requests without a session. `tools/call` answers as an SSE stream (a log notification,
 //! then the result) when the client accepts it, so the gateway's streaming relay is
 //! exercised; everything else answers with JSON. Like the records backend it accepts only
-//! its vaulted credential and logs what it received.
+//! its vaulted credential and logs what it received. Like the official TypeScript SDK's
+//! server, it names the session (`Mcp-Session-Id`) on its `tools/call` answers too.
 
 use super::records::{SeenLog, record};
 use crate::http::chunked::{LAST_CHUNK, encode_chunk};
@@ -158,6 +159,12 @@ impl Service for DocsMcp {
                 &[],
             ),
             "tools/call" => {
+                let sid = req.field(&req.head.mcp_session_id).unwrap_or("");
+                let sid_hdr: &[(&str, &[u8])] = if sid.is_empty() {
+                    &[]
+                } else {
+                    &[("Mcp-Session-Id", sid.as_bytes())]
+                };
                 let name = msg["params"]["name"].as_str().unwrap_or("");
                 let contract = msg["params"]["arguments"]["contract_id"]
                     .as_str()
@@ -192,8 +199,12 @@ impl Service for DocsMcp {
                     // Streamed as it would be by a server doing real work: the notification goes
                     // out first, the result later, each as its own chunk.
                     io.wbuf.extend_from_slice(
-                        b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\nTransfer-Encoding: chunked\r\n\r\n",
+                        b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\nTransfer-Encoding: chunked\r\n",
                     );
+                    for (n, v) in sid_hdr {
+                        crate::http::write::header(&mut io.wbuf, n, v);
+                    }
+                    io.wbuf.extend_from_slice(b"\r\n");
                     let first = format!("event: message\ndata: {note}\n\n");
                     encode_chunk(&mut io.wbuf, first.as_bytes());
                     if io.flush().await.is_err() {
@@ -204,7 +215,7 @@ impl Service for DocsMcp {
                     encode_chunk(&mut io.wbuf, second.as_bytes());
                     io.wbuf.extend_from_slice(LAST_CHUNK);
                 } else {
-                    json_reply(io, 200, &result, &[]);
+                    json_reply(io, 200, &result, sid_hdr);
                 }
             }
             _ => json_reply(

@@ -148,7 +148,36 @@ impl Admin {
     }
 }
 
+impl Admin {
+    /// Refuses a request without a valid admin token (401 or 403); true if it did.
+    /// `close`: the answer says `Connection: close` (an early refusal, body unread).
+    fn refuse_unauthorized(&self, req: &Request<'_>, io: &mut ConnIo, close: bool) -> bool {
+        let (status, reason, message) = match req.bearer() {
+            None => (
+                401,
+                "missing_admin_token",
+                "send `Authorization: Bearer <admin token>`",
+            ),
+            Some(t) if !token_matches(t, &self.token) => {
+                (403, "wrong_admin_token", "the admin token is not valid")
+            }
+            Some(_) => return false,
+        };
+        let body =
+            serde_json::to_vec(&json!({"error": message, "reason": reason})).unwrap_or_default();
+        full_response(&mut io.wbuf, status, "application/json", &[], &body, close);
+        true
+    }
+}
+
 impl Service for Admin {
+    /// The admin listener takes bundles of up to 1 GiB: only from a caller holding the
+    /// token. Anyone else is refused before the body is read.
+    fn refuse_early(&self, req: &Request<'_>, io: &mut ConnIo) -> bool {
+        let probe = matches!(req.path(), "/healthz" | "/readyz");
+        !probe && self.refuse_unauthorized(req, io, true)
+    }
+
     async fn call(&self, req: Request<'_>, io: &mut ConnIo) -> Disposition {
         let path = req.path();
         let method = req.head.method();
@@ -172,21 +201,8 @@ impl Service for Admin {
             }
             _ => {}
         }
-        match req.bearer() {
-            None => {
-                error(
-                    io,
-                    401,
-                    "missing_admin_token",
-                    "send `Authorization: Bearer <admin token>`",
-                );
-                return Disposition::KeepAlive;
-            }
-            Some(t) if !token_matches(t, &self.token) => {
-                error(io, 403, "wrong_admin_token", "the admin token is not valid");
-                return Disposition::KeepAlive;
-            }
-            Some(_) => {}
+        if self.refuse_unauthorized(&req, io, false) {
+            return Disposition::KeepAlive;
         }
         match (method, path) {
             (Method::Put, "/admin/bundle") => {

@@ -65,16 +65,25 @@ impl Gateway {
         }
     }
 
-    /// Queues a record whose decision part is in `decision`, with its outcome.
-    pub fn audit_commit(&self, decision: &[u8], started: Instant, upstream_status: u16) {
+    /// Queues a record whose decision part is in `decision`, with its outcome. `allowed`
+    /// records are never dropped when the gateway fails closed (see `CoreAudit`).
+    pub fn audit_commit(
+        &self,
+        decision: &[u8],
+        started: Instant,
+        upstream_status: u16,
+        allowed: bool,
+    ) {
         let us = started.elapsed().as_micros() as u64;
-        self.audit.borrow_mut().push(decision, us, upstream_status);
+        self.audit
+            .borrow_mut()
+            .push(decision, us, upstream_status, allowed);
     }
 
     /// Whether the audit trail can take another record (always, unless the queue is full
-    /// and the gateway fails closed).
+    /// or this core holds a batch the queue refused, and the gateway fails closed).
     pub fn audit_has_room(&self) -> bool {
-        self.shared.audit.has_room()
+        self.audit.borrow().has_room()
     }
 }
 

@@ -15,7 +15,7 @@ use crate::proxy::pool::UpstreamSpec;
 use crate::server::{self, Driver, Limits, ServerHandle};
 use crate::vault::{MasterKey, Secret, Vault};
 use arc_swap::ArcSwap;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::net::ToSocketAddrs;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -75,9 +75,28 @@ impl Running {
         for t in threads {
             let _ = t.join();
         }
-        self.shared.audit.close();
-        if let Some(w) = self.audit_writer.take() {
-            let _ = w.join();
+        // The writer seals the trail; if it is stuck (a dead disk), say so rather than
+        // hang: what it could not write is already counted as dropped.
+        let patience = std::time::Duration::from_secs(10);
+        let sealed = self.shared.audit.close(patience) && {
+            let deadline = std::time::Instant::now() + patience;
+            let w = self.audit_writer.take();
+            while w.as_ref().is_some_and(|w| !w.is_finished())
+                && std::time::Instant::now() < deadline
+            {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            match w {
+                Some(w) if w.is_finished() => w.join().is_ok(),
+                Some(_) => false,
+                None => true,
+            }
+        };
+        if !sealed {
+            crate::warn!(
+                "audit: the writer did not finish sealing {} in time; the last segment may lack its checkpoint",
+                self.audit_dir.display()
+            );
         }
     }
 }
@@ -334,7 +353,7 @@ pub fn start(cfg: &Config) -> Result<Running, StartError> {
         delegation_key,
         max_delegation_depth: cfg.delegation.max_depth,
         sessions: SessionKey::generate(),
-        ended_sessions: ArcSwap::from_pointee(HashSet::new()),
+        ended_sessions: ArcSwap::from_pointee(HashMap::new()),
         upstreams: specs,
         upstream_index: index,
         allowed_origins: cfg.mcp.allowed_origins.clone(),

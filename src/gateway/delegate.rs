@@ -9,6 +9,7 @@ use super::service::{Gateway, write_json_error};
 use crate::audit::record::no_policies;
 use crate::clock;
 use crate::envelope::{Claims, IdScope, ResourceConstraints, jws};
+use crate::pipeline::deny::Denial;
 use crate::server::{ConnIo, Disposition, Request};
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -256,12 +257,20 @@ pub fn handle(gw: &Gateway, req: Request<'_>, io: &mut ConnIo) -> Disposition {
                 &active,
                 &no_policies,
             );
-            gw.audit_commit(&note, started, 0);
+            gw.audit_commit(&note, started, 0, false);
             io.note = note;
             return super::service::deny_http(io, &d, &id);
         }
     };
-    match child_claims(gw, &parent, req.body, now) {
+    // Fail closed: no envelope is minted that the trail could not record.
+    let child = if gw.audit_has_room() {
+        child_claims(gw, &parent, req.body, now)
+    } else {
+        let d = Denial::AuditUnavailable;
+        Err((d.status(), d.reason(), d.message()))
+    };
+    let allowed = child.is_ok();
+    match child {
         Ok(child) => {
             let token = jws::sign(&child, &gw.shared.delegation_key);
             gw.audit_decision(
@@ -298,7 +307,7 @@ pub fn handle(gw: &Gateway, req: Request<'_>, io: &mut ConnIo) -> Disposition {
             write_json_error(io, status, reason, &msg, Some(&id));
         }
     }
-    gw.audit_commit(&note, started, 0);
+    gw.audit_commit(&note, started, 0, allowed);
     io.note = note;
     Disposition::KeepAlive
 }

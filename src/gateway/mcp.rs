@@ -19,7 +19,7 @@ use crate::http::head::Method;
 use crate::http::write::{full_response, json_str};
 use crate::mcp::rpc::{self, Message, RpcId};
 use crate::mcp::version;
-use crate::pipeline::authorize::{check_scope, decide, determining};
+use crate::pipeline::authorize::{attempted, check_scope, decide, determining};
 use crate::pipeline::deny::{DecisionId, Denial};
 use crate::proxy::exchange::{Sink, exchange};
 use crate::proxy::request::{Target, write_request};
@@ -88,7 +88,9 @@ fn check_standard_headers(
 ) -> Option<Plan> {
     let (id, method) = match message {
         Message::Request { id, method } => (Some(id.clone()), *method),
-        Message::Notification { method } => (None, *method),
+        // 2026-07-28 defines no header requirements for notification POSTs: accept one
+        // without `Mcp-Method`, but one that names a different method is still refused.
+        Message::Notification { method } if method_hdr.is_some() => (None, *method),
         _ => return None,
     };
     let mismatch = |why: String| Plan::Error {
@@ -164,6 +166,28 @@ fn rpc_error(
     Disposition::KeepAlive
 }
 
+/// 400 with an `UnsupportedProtocolVersionError` (-32022) listing what is supported.
+fn unsupported_version(io: &mut ConnIo, id: Option<&RpcId>, requested: &str) {
+    let mut body = Vec::with_capacity(256);
+    rpc::open_error(
+        &mut body,
+        id,
+        version::UNSUPPORTED_PROTOCOL_VERSION,
+        &format!(
+            "unsupported protocol version `{requested}`; supported: {}",
+            version::SUPPORTED.join(", ")
+        ),
+    );
+    body.extend_from_slice(b",\"data\":");
+    body.extend_from_slice(
+        json!({"supported": version::SUPPORTED, "requested": requested})
+            .to_string()
+            .as_bytes(),
+    );
+    body.extend_from_slice(b"}}");
+    rpc_reply(io, 400, &body, None);
+}
+
 fn deny_rpc(io: &mut ConnIo, id: Option<&RpcId>, d: &Denial, did: &DecisionId) -> Disposition {
     let (status, code) = match d.status() {
         401 => (401, rpc::UNAUTHENTICATED),
@@ -219,24 +243,71 @@ fn delete(gw: &Gateway, req: Request<'_>, io: &mut ConnIo) -> Disposition {
             None,
         );
     };
-    if gw.shared.sessions.verify(sid, &claims.jti).is_none() {
+    let Some(session) = gw.shared.sessions.verify(sid, &claims.jti) else {
         return rpc_error(io, 404, None, rpc::INVALID_REQUEST, "unknown session", None);
-    }
-    gw.shared.ended_sessions.rcu(|set| {
-        let mut s = (**set).clone();
-        s.insert(sid.to_owned());
-        s
+    };
+    // Terminated sessions are remembered until their envelope expires (after that the
+    // envelope itself is refused), and only so many at once: an agent opening and ending
+    // sessions in a loop must not grow this without bound.
+    let forget_before = now.saturating_sub(gw.shared.verifier.skew_secs);
+    let mut full = false;
+    gw.shared.ended_sessions.rcu(|ended| {
+        let (next, ok) = crate::mcp::session::with_ended(
+            ended,
+            sid,
+            session.expires_at,
+            forget_before,
+            MAX_ENDED_SESSIONS,
+        );
+        full = !ok;
+        next
     });
+    if full {
+        // 2025-03-26+: a server MAY answer 405 when it does not let clients end sessions.
+        return rpc_error(
+            io,
+            405,
+            None,
+            rpc::INVALID_REQUEST,
+            "too many sessions ended recently; stop using this one, it ends with its envelope",
+            None,
+        );
+    }
     full_response(&mut io.wbuf, 204, "application/json", &[], b"", false);
     Disposition::KeepAlive
 }
 
+/// Most terminated sessions remembered at once (each until its envelope expires).
+const MAX_ENDED_SESSIONS: usize = 16_384;
+
+/// Whether an `Accept` value admits `media` (`type/subtype`): an exact range or a
+/// wildcard (`type/*`, `*/*`), not with `q=0`.
+fn admits(accept: &str, media: &str) -> bool {
+    let (ty, _) = media.split_once('/').unwrap_or((media, ""));
+    accept.split(',').any(|range| {
+        let mut parts = range.split(';');
+        let r = parts.next().unwrap_or("").trim();
+        let refused = parts.any(|p| {
+            p.trim()
+                .strip_prefix("q=")
+                .and_then(|q| q.trim().parse::<f32>().ok())
+                .is_some_and(|q| q == 0.0)
+        });
+        !refused
+            && (r.eq_ignore_ascii_case(media)
+                || r == "*/*"
+                || r.strip_suffix("/*")
+                    .is_some_and(|t| t.eq_ignore_ascii_case(ty)))
+    })
+}
+
+/// MCP clients must accept both JSON and SSE answers: a tool served by an upstream MCP
+/// server may answer either way, and the gateway relays it as it comes. A client without
+/// an `Accept` field takes anything.
 fn accepts(req: &Request<'_>) -> bool {
     match req.field(&req.head.accept) {
         None => true,
-        Some(a) => {
-            a.contains("application/json") || a.contains("text/event-stream") || a.contains("*/*")
-        }
+        Some(a) => admits(a, "application/json") && admits(a, "text/event-stream"),
     }
 }
 
@@ -258,11 +329,11 @@ async fn post(gw: &Gateway, req: Request<'_>, io: &mut ConnIo) -> Disposition {
     if let Some(v) = header_version
         && !version::is_supported(v)
     {
-        let msg = format!(
-            "unsupported MCP-Protocol-Version `{v}`; supported: {}",
-            version::SUPPORTED.join(", ")
-        );
-        return rpc_error(io, 400, None, rpc::INVALID_REQUEST, &msg, None);
+        // 400 for every revision (2025-06-18: "invalid or unsupported"); the body is the
+        // 2026-07-28 `UnsupportedProtocolVersionError`, so a modern client can pick one
+        // of the supported versions and retry.
+        unsupported_version(io, None, v);
+        return Disposition::KeepAlive;
     }
     if req.head.mcp_duplicate {
         return rpc_error(
@@ -284,7 +355,7 @@ async fn post(gw: &Gateway, req: Request<'_>, io: &mut ConnIo) -> Disposition {
             406,
             None,
             rpc::INVALID_REQUEST,
-            "Accept must allow application/json or text/event-stream",
+            "Accept must list both application/json and text/event-stream",
             None,
         );
     }
@@ -314,7 +385,7 @@ async fn post(gw: &Gateway, req: Request<'_>, io: &mut ConnIo) -> Disposition {
                 &active,
                 &crate::audit::record::no_policies,
             );
-            gw.audit_commit(&note, started, 0);
+            gw.audit_commit(&note, started, 0, false);
             io.note = note;
             return deny_rpc(io, None, &d, &did);
         }
@@ -322,7 +393,7 @@ async fn post(gw: &Gateway, req: Request<'_>, io: &mut ConnIo) -> Disposition {
     let session_hdr = req.field(&req.head.mcp_session_id).filter(|_| !modern);
     if let Some(sid) = session_hdr
         && (gw.shared.sessions.verify(sid, &claims.jti).is_none()
-            || gw.shared.ended_sessions.load().contains(sid))
+            || gw.shared.ended_sessions.load().contains_key(sid))
     {
         return rpc_error(
             io,
@@ -364,6 +435,16 @@ async fn post(gw: &Gateway, req: Request<'_>, io: &mut ConnIo) -> Disposition {
                         message: "parse error: body is not JSON".into(),
                     };
                 }
+                Err(e @ crate::pipeline::args::ArgsError::DuplicateKey(_)) => {
+                    // Forwarded as it is, so the gateway and the upstream must not be
+                    // able to read different members (see `pipeline::args`).
+                    return Plan::Error {
+                        status: 400,
+                        id: None,
+                        code: rpc::INVALID_REQUEST,
+                        message: format!("invalid request: {e}"),
+                    };
+                }
                 Err(_) => {
                     return Plan::Error {
                         status: 400,
@@ -394,12 +475,31 @@ async fn post(gw: &Gateway, req: Request<'_>, io: &mut ConnIo) -> Disposition {
                 .object_at("params")
                 .and_then(|p| p.object_at("_meta"))
                 .and_then(|meta| meta.str(version::META_PROTOCOL_VERSION).ok().flatten())
-                && !version::is_supported(v)
             {
-                return Plan::Unsupported {
-                    id,
-                    version: v.to_owned(),
-                };
+                if !version::is_supported(v) {
+                    return Plan::Unsupported {
+                        id,
+                        version: v.to_owned(),
+                    };
+                }
+                // The header must carry the body's revision (2026-07-28, "Protocol Version
+                // Header"): a modern body under a legacy or missing header, or a header
+                // naming another revision, is a mismatch.
+                if (modern || version::is_stateless(v)) && header_version != Some(v) {
+                    return Plan::Error {
+                        status: 400,
+                        id: Some(id),
+                        code: version::HEADER_MISMATCH,
+                        message: match header_version {
+                            None => format!(
+                                "missing MCP-Protocol-Version header; _meta names `{v}`"
+                            ),
+                            Some(h) => format!(
+                                "MCP-Protocol-Version header `{h}` does not match _meta protocol version `{v}`"
+                            ),
+                        },
+                    };
+                }
             }
             match method {
                 "server/discover" => Plan::Discover { id },
@@ -428,7 +528,10 @@ async fn post(gw: &Gateway, req: Request<'_>, io: &mut ConnIo) -> Disposition {
                     note,
                 ),
                 other => Plan::Error {
-                    status: 200,
+                    // 2026-07-28: an unimplemented method is HTTP 404 with -32601 (the
+                    // body tells it apart from a legacy server's 404); earlier revisions
+                    // answer it as any other JSON-RPC error.
+                    status: if modern { 404 } else { 200 },
                     id: Some(id),
                     code: rpc::METHOD_NOT_FOUND,
                     message: format!("method `{other}` is not offered by this gateway"),
@@ -438,18 +541,22 @@ async fn post(gw: &Gateway, req: Request<'_>, io: &mut ConnIo) -> Disposition {
     };
     let disposition = match plan {
         Plan::CallMcp { id, tool } => {
-            let status = call_mcp(gw, &active, &claims, &req, io, id, &tool, &did, started).await;
-            gw.audit_commit(&note, started, status.1);
+            let status = call_mcp(
+                gw, &active, &claims, &req, io, id, &tool, &did, started, modern,
+            )
+            .await;
+            gw.audit_commit(&note, started, status.1, true);
             status.0
         }
         Plan::CallHttp { id, tool } => {
             let status = call_http(gw, &active, io, id, &tool, &did, modern, started).await;
-            gw.audit_commit(&note, started, status.1);
+            gw.audit_commit(&note, started, status.1, true);
             status.0
         }
         other => {
             if !note.is_empty() {
-                gw.audit_commit(&note, started, 0);
+                // A tools/call that was refused (an allowed one is a Call plan).
+                gw.audit_commit(&note, started, 0, false);
             }
             answer(gw, other, &active, &claims, io, &did, modern, now).await
         }
@@ -484,21 +591,7 @@ async fn answer(
         } => rpc_error(io, status, id.as_ref(), code, &message, None),
         Plan::Denied { id, denial } => deny_rpc(io, Some(&id), &denial, &did),
         Plan::Unsupported { id, version: v } => {
-            let mut body = Vec::with_capacity(256);
-            rpc::open_error(
-                &mut body,
-                Some(&id),
-                version::UNSUPPORTED_PROTOCOL_VERSION,
-                &format!("unsupported protocol version `{v}`"),
-            );
-            body.extend_from_slice(b",\"data\":");
-            body.extend_from_slice(
-                json!({"supported": version::SUPPORTED, "requested": v})
-                    .to_string()
-                    .as_bytes(),
-            );
-            body.extend_from_slice(b"}}");
-            rpc_reply(io, 200, &body, None);
+            unsupported_version(io, Some(&id), &v);
             Disposition::KeepAlive
         }
         Plan::Discover { id } => {
@@ -532,8 +625,8 @@ async fn answer(
             Disposition::KeepAlive
         }
         Plan::Initialize { id, version: v } => {
-            let session =
-                (!version::is_stateless(v)).then(|| gw.shared.sessions.issue(v, &claims.jti, now));
+            let session = (!version::is_stateless(v))
+                .then(|| gw.shared.sessions.issue(v, &claims.jti, claims.exp, now));
             let result = json!({
                 "protocolVersion": v,
                 "capabilities": {"tools": {"listChanged": false}},
@@ -667,6 +760,7 @@ fn plan_call_inner<'a>(
         }
     };
     subject.data_classes = &tool.data_classes;
+    (subject.resource, subject.record_count) = attempted(tool, &args);
     let facts = match check_scope(&active.bundle, claims, tool, &args) {
         Ok(f) => f,
         Err(d) => return Plan::Denied { id, denial: d },
@@ -808,8 +902,11 @@ async fn tools_list(
 
 /// Forwards a `tools/call` to the upstream MCP server that owns the tool and streams its
 /// answer (JSON or SSE) back. The agent's body goes as it is when the upstream knows the
-/// tool by the same name; otherwise only `params.name` is rewritten. Returns the
-/// disposition and the upstream status for the audit line (0: no answer).
+/// tool by the same name and speaks the agent's protocol era; otherwise `params.name` is
+/// rewritten and, for a 2026-07-28 agent over a session-based upstream, the messages are
+/// bridged (`mcp::translate`). The upstream's `Mcp-Session-Id` is never relayed: it names
+/// the gateway's session with the upstream. Returns the disposition and the upstream
+/// status for the audit line (0: no answer).
 #[allow(clippy::too_many_arguments)]
 async fn call_mcp(
     gw: &Gateway,
@@ -821,6 +918,7 @@ async fn call_mcp(
     tool_name: &str,
     did: &DecisionId,
     started: std::time::Instant,
+    modern: bool,
 ) -> (Disposition, u16) {
     let unknown = Denial::UnknownTool {
         tool: tool_name.to_owned(),
@@ -833,15 +931,6 @@ async fn call_mcp(
     };
     let ToolKind::Mcp { remote_name } = &tool.kind else {
         return (deny_rpc(io, Some(&id), &unknown, did), 0);
-    };
-    let renamed;
-    let body: &[u8] = if remote_name == tool_name {
-        req.body
-    } else {
-        let mut v: Value = serde_json::from_slice(req.body).unwrap_or(Value::Null);
-        v["params"]["name"] = Value::from(remote_name.clone());
-        renamed = v.to_string();
-        renamed.as_bytes()
     };
     let pool = &gw.pools[binding.upstream];
     let upstream_error = |io: &mut ConnIo, e: &crate::proxy::ProxyError| {
@@ -864,6 +953,15 @@ async fn call_mcp(
             Ok(s) => s,
             Err(e) => return upstream_error(io, &e),
         };
+        let bridge = modern && !version::is_stateless(&session.version);
+        let rename = (remote_name != tool_name).then_some(remote_name.as_str());
+        let rewritten = (bridge || rename.is_some())
+            .then(|| crate::mcp::translate::request_for_legacy(req.body, bridge, rename))
+            .flatten();
+        let body: &[u8] = rewritten.as_deref().map_or(req.body, str::as_bytes);
+        let mut translator = bridge.then(|| {
+            crate::mcp::translate::ModernResults::new(gw.shared.limits.max_wrapped_body_bytes)
+        });
         let mut upreq = std::mem::take(&mut io.upreq);
         let path = format!("{}{}", pool.spec.base_path, tool.path);
         write_post(
@@ -900,6 +998,10 @@ async fn call_mcp(
                 http10: req.head.minor == 0,
                 write_timeout: io.write_timeout,
                 relay_errors: false,
+                strip: &["mcp-session-id"],
+                rewrite: translator
+                    .as_mut()
+                    .map(|t| t as &mut dyn crate::proxy::exchange::Rewrite),
             },
         )
         .await;

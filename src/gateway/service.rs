@@ -11,7 +11,7 @@ use crate::envelope::{Claims, EnvelopeCache};
 use crate::http::head::Method;
 use crate::http::write::{full_response, json_str};
 use crate::pipeline::args::ArgParser;
-use crate::pipeline::authorize::{check_scope, decide, determining};
+use crate::pipeline::authorize::{attempted, check_scope, decide, determining};
 use crate::pipeline::deny::{DecisionId, Denial};
 use crate::proxy::exchange::{Sink, exchange};
 use crate::proxy::pool::Pool;
@@ -118,7 +118,7 @@ impl Gateway {
                     &active,
                     &no_policies,
                 );
-                self.audit_commit(&note, started, 0);
+                self.audit_commit(&note, started, 0, false);
                 io.note = note;
                 return deny_http(io, &d, &id);
             }
@@ -139,7 +139,7 @@ impl Gateway {
                 &active,
                 &no_policies,
             );
-            self.audit_commit(&note, started, 0);
+            self.audit_commit(&note, started, 0, false);
             io.note = note;
             return deny_http(io, &d, &id);
         };
@@ -160,6 +160,7 @@ impl Gateway {
                 };
                 let outcome = (|| {
                     let args = args.map_err(|e| Denial::BadArguments(e.to_string()))?;
+                    (subject.resource, subject.record_count) = attempted(tool, &args);
                     let facts = check_scope(&active.bundle, &claims, tool, &args);
                     if let Ok(f) = &facts {
                         subject.resource = f.resource_id;
@@ -216,7 +217,7 @@ impl Gateway {
             })
         };
         if let Err(d) = decided {
-            self.audit_commit(&note, started, 0);
+            self.audit_commit(&note, started, 0, false);
             io.note = note;
             return deny_http(io, &d, &id);
         }
@@ -246,6 +247,8 @@ impl Gateway {
                 http10: req.head.minor == 0,
                 write_timeout: io.write_timeout,
                 relay_errors: true,
+                strip: &[],
+                rewrite: None,
             },
         )
         .await;
@@ -261,7 +264,7 @@ impl Gateway {
             }
         };
         self.observe_call(started, upstream_started, scrubbed);
-        self.audit_commit(&note, started, status);
+        self.audit_commit(&note, started, status, true);
         io.note = note;
         match ex.result {
             Ok(out) if out.client_close => Disposition::Close,
@@ -390,8 +393,18 @@ impl Service for Gateway {
         });
     }
 
-    fn stop(&self) {
-        self.audit.borrow_mut().flush();
+    fn stop(&self, cut_off: usize) {
+        // A call cut off after its decision never commits its audit line: count it as a
+        // lost record, so the loss is in the metrics and the log, never silent.
+        if cut_off > 0 {
+            self.shared
+                .audit
+                .dropped
+                .fetch_add(cut_off as u64, std::sync::atomic::Ordering::Relaxed);
+        }
+        self.audit
+            .borrow_mut()
+            .flush_before_stop(std::time::Duration::from_secs(5));
         self.publish();
     }
 

@@ -134,7 +134,8 @@ pub struct Shared {
     pub delegation_key: SigningKey,
     pub max_delegation_depth: u32,
     pub sessions: SessionKey,
-    pub ended_sessions: ArcSwap<HashSet<String>>,
+    /// Sessions ended by DELETE, with the expiry of the envelope that opened each.
+    pub ended_sessions: ArcSwap<HashMap<String, i64>>,
     pub upstreams: Vec<UpstreamSpec>,
     pub upstream_index: HashMap<String, usize>,
     pub allowed_origins: Vec<String>,

@@ -212,7 +212,11 @@ pub fn parse_request(buf: &[u8], max_len: usize) -> Result<Option<RequestHead>, 
                 h.close = false;
             }
         } else if name.eq_ignore_ascii_case("authorization") {
-            h.authorization = Some(r());
+            // One credential per request: with two, a front proxy and the gateway could
+            // each judge a different one.
+            if h.authorization.replace(r()).is_some() {
+                return Err(HttpError::Ambiguous("more than one Authorization"));
+            }
         } else if name.eq_ignore_ascii_case("content-type") {
             h.content_type = Some(r());
         } else if name.eq_ignore_ascii_case("accept") {
@@ -433,6 +437,7 @@ mod tests {
             "POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n",
             "POST / HTTP/1.1\r\nContent-Length: 3\r\n\r\n",
             "POST / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+            "POST / HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer x\r\nauthorization: Bearer y\r\n\r\n",
         ];
         for c in cases {
             let e = req(c).unwrap_err();

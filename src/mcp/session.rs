@@ -1,5 +1,6 @@
 //! MCP session ids for the session-based protocol revisions, without shared state: an id
-//! is `<protocol version>.<issued at>.<random>.<HMAC-SHA256 tag>`, so any core (or any
+//! is `<protocol version>.<issued at>.<envelope expiry>.<random>.<HMAC-SHA256 tag>`, so
+//! any core (or any
 //! gateway process holding the same key) can check it without a lookup. A session is also
 //! bound to the envelope that opened it (by `jti`): another agent presenting the id gets
 //! 404, as for an unknown session. Terminated sessions (DELETE) go into a small shared set.
@@ -18,6 +19,9 @@ pub struct SessionKey {
 pub struct Session<'a> {
     pub protocol_version: &'a str,
     pub issued_at: i64,
+    /// When the envelope that opened the session expires: the session is useless after
+    /// it, so a record of its termination can be forgotten then.
+    pub expires_at: i64,
 }
 
 impl SessionKey {
@@ -42,12 +46,14 @@ impl SessionKey {
         URL_SAFE_NO_PAD.encode(&ctx.sign().as_ref()[..16])
     }
 
-    /// A new session id for `jti` speaking `protocol_version`.
-    pub fn issue(&self, protocol_version: &str, jti: &str, now: i64) -> String {
+    /// A new session id for `jti` (an envelope expiring at `expires_at`) speaking
+    /// `protocol_version`.
+    pub fn issue(&self, protocol_version: &str, jti: &str, expires_at: i64, now: i64) -> String {
         let mut nonce = [0u8; 9];
         let _ = SystemRandom::new().fill(&mut nonce);
         let body = format!(
-            "{protocol_version}.{now:x}.{}",
+            "{protocol_version}.{now:x}.{:x}.{}",
+            expires_at.max(0),
             URL_SAFE_NO_PAD.encode(nonce)
         );
         let tag = self.tag(&body, jti);
@@ -64,15 +70,39 @@ impl SessionKey {
         if !ct_eq(want.as_bytes(), tag.as_bytes()) {
             return None;
         }
-        let mut parts = body.splitn(3, '.');
+        let mut parts = body.splitn(4, '.');
         // Protocol versions are dates (YYYY-MM-DD) and contain no '.'.
         let version = parts.next()?;
         let issued = i64::from_str_radix(parts.next()?, 16).ok()?;
+        let expires = i64::from_str_radix(parts.next()?, 16).ok()?;
         Some(Session {
             protocol_version: version,
             issued_at: issued,
+            expires_at: expires,
         })
     }
+}
+
+/// The set of ended sessions (id -> expiry of its envelope) after ending `sid`: entries
+/// whose envelope expired before `forget_before` are dropped (their envelope is refused
+/// anyway); if `cap` entries remain, `sid` is not added and the flag is false.
+pub fn with_ended(
+    ended: &std::collections::HashMap<String, i64>,
+    sid: &str,
+    expires_at: i64,
+    forget_before: i64,
+    cap: usize,
+) -> (std::collections::HashMap<String, i64>, bool) {
+    let mut m: std::collections::HashMap<String, i64> = ended
+        .iter()
+        .filter(|(_, exp)| **exp >= forget_before)
+        .map(|(k, v)| (k.clone(), *v))
+        .collect();
+    if m.len() >= cap && !m.contains_key(sid) {
+        return (m, false);
+    }
+    m.insert(sid.to_owned(), expires_at);
+    (m, true)
 }
 
 /// Compares without an early exit, so timing does not reveal how much of a tag matched.
@@ -87,7 +117,7 @@ mod tests {
     #[test]
     fn ids_verify_only_for_their_envelope_and_key() {
         let k = SessionKey::generate();
-        let id = k.issue("2025-06-18", "jti-1", 1000);
+        let id = k.issue("2025-06-18", "jti-1", 1900, 1000);
         assert!(
             id.bytes().all(|b| (0x21..=0x7e).contains(&b)),
             "visible ASCII per the spec"
@@ -97,7 +127,8 @@ mod tests {
             s,
             Session {
                 protocol_version: "2025-06-18",
-                issued_at: 1000
+                issued_at: 1000,
+                expires_at: 1900
             }
         );
         assert!(k.verify(&id, "jti-2").is_none());
@@ -105,6 +136,29 @@ mod tests {
         let mut forged = id.clone();
         forged.replace_range(0..10, "2024-11-05");
         assert!(k.verify(&forged, "jti-1").is_none());
-        assert_ne!(k.issue("2025-06-18", "jti-1", 1000), id, "random part");
+        assert_ne!(
+            k.issue("2025-06-18", "jti-1", 1900, 1000),
+            id,
+            "random part"
+        );
+    }
+
+    #[test]
+    fn ended_sessions_are_forgotten_with_their_envelope_and_bounded() {
+        let mut m = std::collections::HashMap::new();
+        for (sid, exp) in [("a", 100), ("b", 200)] {
+            let (next, ok) = with_ended(&m, sid, exp, 0, 3);
+            assert!(ok);
+            m = next;
+        }
+        // Full: a third fits, a fourth does not...
+        let (m3, ok) = with_ended(&m, "c", 300, 0, 3);
+        assert!(ok && m3.len() == 3);
+        let (same, ok) = with_ended(&m3, "d", 400, 0, 3);
+        assert!(!ok && !same.contains_key("d"));
+        // ... until envelopes expire and their sessions are forgotten.
+        let (later, ok) = with_ended(&m3, "d", 400, 150, 3);
+        assert!(ok, "a (expired at 100) was forgotten");
+        assert!(!later.contains_key("a") && later.contains_key("d"));
     }
 }

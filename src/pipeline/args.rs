@@ -1,11 +1,18 @@
 //! Tool-call arguments: the JSON object an agent sends, parsed with simd-json into a tape
 //! whose buffers are reused call after call. simd-json parses in place, so the body is
 //! copied into a scratch buffer first: the original bytes are what gets forwarded.
+//!
+//! Because the original bytes are forwarded, the gateway and the upstream must read them
+//! the same way. JSON leaves duplicate member names undefined (RFC 8259 §4): this parser
+//! would see the first `customer_id` of `{"customer_id":"mine","customer_id":"theirs"}`
+//! and most upstream parsers the last, so the scope check would pass on one value and the
+//! upstream act on the other. A body with a duplicate name in any object, at any depth
+//! (after unescaping, so `"a"` and `"\u0061"` are the same name), is refused.
 
 use crate::proxy::request::{NotScalar, Scalar};
 use simd_json::Buffers;
 use simd_json::prelude::*;
-use simd_json::tape::{Tape, Value};
+use simd_json::tape::{Node, Tape, Value};
 
 /// Reused parse state (one per core; never held across an await).
 pub struct ArgParser {
@@ -35,6 +42,8 @@ pub enum ArgsError {
     NotAString(String),
     #[error("argument `{0}` must be a non-negative integer")]
     NotACount(String),
+    #[error("member name `{0}` appears more than once in one JSON object")]
+    DuplicateKey(String),
 }
 
 /// Parsed arguments, borrowing the parser's tape (`None`: an empty object).
@@ -70,7 +79,9 @@ impl ArgParser {
             Err(_) => f(Err(ArgsError::InvalidJson)),
             Ok(()) => {
                 let root = tape.as_value();
-                if root.as_object().is_none() {
+                if let Some(k) = duplicate_key(&tape.0) {
+                    f(Err(ArgsError::DuplicateKey(k.to_owned())))
+                } else if root.as_object().is_none() {
                     f(Err(ArgsError::NotAnObject))
                 } else {
                     f(Ok(Args { root: Some(root) }))
@@ -80,6 +91,56 @@ impl ArgParser {
         self.tape = Some(tape.reset());
         out
     }
+}
+
+/// Nodes a value occupies on the tape, itself included.
+fn span(n: &Node<'_>) -> usize {
+    match n {
+        Node::Object { count, .. } | Node::Array { count, .. } => count + 1,
+        _ => 1,
+    }
+}
+
+/// The first member name that appears twice in one object, anywhere on the tape. One
+/// linear pass: each object's keys are reached by hopping over its values, so every node
+/// is looked at a bounded number of times; no recursion, whatever the nesting.
+fn duplicate_key<'i>(nodes: &[Node<'i>]) -> Option<&'i str> {
+    const SMALL: usize = 16;
+    let mut large: Vec<&'i str> = Vec::new();
+    for (i, n) in nodes.iter().enumerate() {
+        let Node::Object { len, .. } = *n else {
+            continue;
+        };
+        if len < 2 {
+            continue;
+        }
+        let mut small: [&str; SMALL] = [""; SMALL];
+        large.clear();
+        let mut at = i + 1;
+        for k in 0..len {
+            let Some(Node::String(key)) = nodes.get(at) else {
+                return None; // not a tape simd-json produces; nothing to compare
+            };
+            let key: &'i str = key;
+            if len <= SMALL {
+                if small[..k].contains(&key) {
+                    return Some(key);
+                }
+                small[k] = key;
+            } else {
+                large.push(key);
+            }
+            at += 1;
+            at += nodes.get(at).map_or(1, span);
+        }
+        if len > SMALL {
+            large.sort_unstable();
+            if let Some(w) = large.windows(2).find(|w| w[0] == w[1]) {
+                return Some(w[0]);
+            }
+        }
+    }
+    None
 }
 
 fn trim_ws(b: &[u8]) -> &[u8] {
@@ -212,5 +273,46 @@ mod tests {
             p.with_args(br#"{"limit":-1}"#, |a| a.unwrap().count("limit")),
             Err(ArgsError::NotACount("limit".into()))
         );
+    }
+
+    #[test]
+    fn duplicate_member_names_are_refused_at_any_depth() {
+        let mut p = ArgParser::default();
+        let dup = |p: &mut ArgParser, body: &str| p.with_args(body.as_bytes(), |a| a.err());
+        for (body, key) in [
+            (
+                r#"{"customer_id":"a","subject":"x","customer_id":"b"}"#,
+                "customer_id",
+            ),
+            (
+                r#"{"customer_id":"a","customer\u005fid":"b"}"#,
+                "customer_id",
+            ),
+            (r#"{"params":{"arguments":{"k":1,"k":2}}}"#, "k"),
+            (r#"{"params":{"name":"t"},"params":{"name":"u"}}"#, "params"),
+            (r#"{"a":[{"x":{"y":[1,{"z":1,"z":2}]}}]}"#, "z"),
+        ] {
+            assert_eq!(
+                dup(&mut p, body),
+                Some(ArgsError::DuplicateKey(key.into())),
+                "{body}"
+            );
+        }
+        // Many members (the sorted path) and nested objects reusing a name (not a duplicate).
+        let many: Vec<String> = (0..40).map(|i| format!("\"k{i}\":{i}")).collect();
+        let ok = format!("{{{}}}", many.join(","));
+        assert_eq!(dup(&mut p, &ok), None);
+        let bad = format!("{{{},\"k7\":0}}", many.join(","));
+        assert_eq!(
+            dup(&mut p, &bad),
+            Some(ArgsError::DuplicateKey("k7".into()))
+        );
+        for body in [
+            r#"{"a":{"a":{"a":1}},"b":[{"a":1},{"a":2}]}"#,
+            r#"{"k":{"x":1,"y":2},"j":{"x":1,"y":2}}"#,
+            r#"{}"#,
+        ] {
+            assert_eq!(dup(&mut p, body), None, "{body}");
+        }
     }
 }

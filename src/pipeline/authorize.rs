@@ -15,6 +15,19 @@ pub struct Facts<'a> {
     pub record_count: u64,
 }
 
+/// What the call asks for, as far as its arguments can be read: the resource id and the
+/// record count. For the audit line of a denied call, which must say what was attempted
+/// (the customer outside the envelope, the record count over the limit) even when the
+/// scope check refuses it. `("", 0)` for what cannot be read.
+pub fn attempted<'a>(tool: &ToolSpec, args: &Args<'a, '_>) -> (&'a str, u64) {
+    let resource = args.str(&tool.resource.arg).ok().flatten().unwrap_or("");
+    let count = match &tool.record_count_arg {
+        Some(arg) => args.count(arg).unwrap_or(Some(0)).unwrap_or(1),
+        None => 1,
+    };
+    (resource, count)
+}
+
 /// Checks the envelope's scope and the purpose profile; returns the call's facts.
 pub fn check_scope<'a>(
     bundle: &Bundle,

@@ -15,6 +15,17 @@ use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
 use monoio::net::TcpStream;
 use std::time::Duration;
 
+/// Rewrites a relayed body as it streams (the MCP bridge between protocol revisions).
+/// Sees the bytes after credential scrubbing.
+pub trait Rewrite {
+    /// Called once with the response's content type, before any body byte.
+    fn begin(&mut self, content_type: Option<&[u8]>);
+    /// Takes the next piece of body; returns what is ready to relay now.
+    fn feed(&mut self, piece: &[u8]) -> &[u8];
+    /// End of the body: returns whatever was held back.
+    fn finish(&mut self) -> &[u8];
+}
+
 /// Where the upstream's answer goes.
 pub enum Sink<'a> {
     /// Relay as this connection's HTTP response. `extra` holds complete header lines the
@@ -33,6 +44,12 @@ pub enum Sink<'a> {
         /// the caller can translate it (an upstream MCP session expiring is not the
         /// agent's session expiring).
         relay_errors: bool,
+        /// Response fields not to relay (lower case), on top of the hop-by-hop ones: an
+        /// upstream MCP server's `mcp-session-id` belongs to the gateway's session with
+        /// it, not to the agent's with the gateway.
+        strip: &'a [&'a str],
+        /// Rewrites the body on its way (its length changes, so it goes out chunked).
+        rewrite: Option<&'a mut dyn Rewrite>,
     },
     /// Gather the body into `body` (at most `limit` bytes); the head is described in the
     /// outcome.
@@ -268,15 +285,24 @@ pub async fn exchange(
             close,
             http10,
             write_timeout,
+            strip,
+            mut rewrite,
             ..
         } => {
             wbuf.clear();
+            if let Some(r) = rewrite.as_deref_mut() {
+                r.begin(head.content_type.as_ref().map(|c| &conn.buf[c.clone()]));
+            }
+            // A rewritten body's length is not known up front.
+            let rewritten = rewrite.is_some() && head.framing != Framing::None;
             let chunk_out = match head.framing {
                 Framing::Chunked | Framing::UntilClose => !http10,
-                _ => false,
+                Framing::Length(_) => rewritten && !http10,
+                Framing::None => false,
             };
-            let client_close =
-                close || (http10 && !matches!(head.framing, Framing::Length(_) | Framing::None));
+            let client_close = close
+                || (http10
+                    && (rewritten || !matches!(head.framing, Framing::Length(_) | Framing::None)));
             out.client_close = client_close;
             wbuf.extend_from_slice(b"HTTP/1.1 ");
             push_u64(wbuf, u64::from(head.status));
@@ -284,6 +310,13 @@ pub async fn exchange(
             wbuf.extend_from_slice(reason(head.status).as_bytes());
             wbuf.extend_from_slice(b"\r\n");
             for (n, v) in &head.relay {
+                let name = &conn.buf[n.clone()];
+                if strip
+                    .iter()
+                    .any(|s| name.eq_ignore_ascii_case(s.as_bytes()))
+                {
+                    continue;
+                }
                 wbuf.extend_from_slice(&conn.buf[n.clone()]);
                 wbuf.extend_from_slice(b": ");
                 let vstart = wbuf.len();
@@ -296,6 +329,10 @@ pub async fn exchange(
             conn.relay = std::mem::take(&mut head.relay);
             wbuf.extend_from_slice(extra);
             match head.framing {
+                Framing::Length(_) if rewritten && chunk_out => {
+                    wbuf.extend_from_slice(b"Transfer-Encoding: chunked\r\n");
+                }
+                Framing::Length(_) if rewritten => {}
                 Framing::Length(n) => {
                     wbuf.extend_from_slice(b"Content-Length: ");
                     push_u64(wbuf, n);
@@ -320,7 +357,20 @@ pub async fn exchange(
                 body_start,
                 &mut scrubber,
                 &mut |piece: &[u8], scr: &mut Option<&mut Scrubber<'_>>, wbuf2: &mut Vec<u8>| {
-                    emit(piece, scr, wbuf2, scratch, chunk_out)
+                    match rewrite.as_deref_mut() {
+                        None => emit(piece, scr, wbuf2, scratch, chunk_out),
+                        Some(r) => {
+                            let plain = match scr.as_deref_mut() {
+                                Some(s) => {
+                                    scratch.clear();
+                                    s.feed(piece, scratch);
+                                    r.feed(scratch)
+                                }
+                                None => r.feed(piece),
+                            };
+                            emit(plain, &mut None, wbuf2, &mut Vec::new(), chunk_out);
+                        }
+                    }
                 },
                 wbuf,
                 Some((stream, write_timeout)),
@@ -330,15 +380,24 @@ pub async fn exchange(
             .await;
             let result = match r {
                 Ok(reusable) => {
+                    scratch.clear();
                     if let Some(s) = scrubber.as_deref_mut() {
-                        scratch.clear();
                         s.finish(scratch);
                         out.scrubbed = s.scrubbed;
-                        if chunk_out {
-                            encode_chunk(wbuf, scratch);
-                        } else {
-                            wbuf.extend_from_slice(scratch);
+                    }
+                    let tail: &[u8] = match rewrite {
+                        Some(r) => {
+                            let mut t = r.feed(scratch).to_vec();
+                            t.extend_from_slice(r.finish());
+                            *scratch = t;
+                            scratch
                         }
+                        None => scratch,
+                    };
+                    if chunk_out {
+                        encode_chunk(wbuf, tail);
+                    } else {
+                        wbuf.extend_from_slice(tail);
                     }
                     if chunk_out {
                         wbuf.extend_from_slice(LAST_CHUNK);

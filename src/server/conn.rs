@@ -176,6 +176,19 @@ pub async fn serve<S: Service>(
             }
         };
 
+        if head.framing() != Framing::None {
+            let early = Request {
+                head: &head,
+                buf: &rbuf,
+                body: &[],
+                peer,
+            };
+            if svc.refuse_early(&early, &mut io) {
+                let _ = io.flush().await;
+                let _ = io.stream.shutdown().await;
+                return;
+            }
+        }
         let mut consumed = head.len;
         let deadline = Instant::now() + limits.body_timeout;
         let body_range: Option<std::ops::Range<usize>> = match head.framing() {

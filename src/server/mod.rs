@@ -75,13 +75,22 @@ impl<'a> Request<'a> {
 pub trait Service: 'static {
     fn call(&self, req: Request<'_>, io: &mut ConnIo) -> impl Future<Output = Disposition>;
 
+    /// Called with the head, before the body is read: a service may refuse the request
+    /// right there (writing its answer into `io.wbuf` and returning true), so a caller it
+    /// would turn away anyway cannot make it read and buffer a large body first. The
+    /// connection closes after an early refusal (the unread body is still on it).
+    /// `req.body` is empty here.
+    fn refuse_early(&self, _req: &Request<'_>, _io: &mut ConnIo) -> bool {
+        false
+    }
+
     /// Called once on the worker's runtime after the service is built: the place to spawn
     /// the core's background tasks (flush timers and the like).
     fn start(self: &Rc<Self>) {}
 
-    /// Called when the worker stops accepting, before it drains: flush what must not be
-    /// lost.
-    fn stop(&self) {}
+    /// Called when the worker has stopped accepting and drained: flush what must not be
+    /// lost. `cut_off` requests were still in flight when draining gave up on them.
+    fn stop(&self, _cut_off: usize) {}
 }
 
 /// A running server: its address and worker threads.
@@ -230,7 +239,14 @@ async fn worker_loop<S, F>(
     while worker.in_flight.get() > 0 && std::time::Instant::now() < deadline {
         monoio::time::sleep(Duration::from_millis(5)).await;
     }
-    svc.stop();
+    let cut = worker.in_flight.get();
+    if cut > 0 {
+        crate::warn!(
+            "{thread_name}: {cut} request(s) still in flight after {}s of draining are cut off",
+            DRAIN_TIMEOUT.as_secs()
+        );
+    }
+    svc.stop(cut);
 }
 
 /// Number of worker threads for `configured` (0 = one per available core).

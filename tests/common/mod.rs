@@ -97,9 +97,8 @@ impl TestGateway {
             .unwrap()
     }
 
-    /// Audit lines written so far, parsed (waits for the cores and the writer to flush).
-    pub fn audit_lines(&self) -> Vec<Value> {
-        std::thread::sleep(std::time::Duration::from_millis(80));
+    /// Audit lines written so far, parsed.
+    pub fn audit_lines_now(&self) -> Vec<Value> {
         let mut out = Vec::new();
         for f in portcullis::audit::verify::segments_in(&self.running.audit_dir).unwrap() {
             for l in std::fs::read_to_string(f).unwrap().lines() {
@@ -107,6 +106,48 @@ impl TestGateway {
             }
         }
         out
+    }
+
+    /// Audit lines, once the lines of all these decisions are on disk (cores hand their
+    /// batches to the writer on a timer). Gives up after a minute and returns what there
+    /// is, so the test's own assertions report what is missing.
+    pub fn audit_lines(&self, decision_ids: &[String]) -> Vec<Value> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            let lines = self.audit_lines_now();
+            let all = decision_ids
+                .iter()
+                .all(|id| lines.iter().any(|l| l["decision_id"] == id.as_str()));
+            if all || std::time::Instant::now() > deadline {
+                return lines;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    }
+
+    /// The value of one unlabelled sample on `/metrics`.
+    pub fn metric(&self, name: &str) -> f64 {
+        let text = self.admin("GET", "/metrics", b"").text();
+        let prefix = format!("{name} ");
+        text.lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .unwrap_or_else(|| panic!("no sample {name} in {text}"))
+            .trim()
+            .parse()
+            .unwrap()
+    }
+
+    /// Polls `/metrics` until `name` satisfies `ok` (a minute at most; the caller's
+    /// assertion then reports the value).
+    pub fn wait_metric(&self, name: &str, ok: impl Fn(f64) -> bool) -> f64 {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            let v = self.metric(name);
+            if ok(v) || std::time::Instant::now() > deadline {
+                return v;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
     }
 
     pub fn credential(&self, name: &str) -> String {
@@ -173,6 +214,34 @@ pub enum Behaviour {
     Reset,
     /// Echo the request head back as the body (so tests can see what arrived).
     Echo,
+    /// Answer with these bytes (a keep-alive response), then close the connection, as
+    /// upstreams with a short keep-alive timeout do. Counted in `events` once closed.
+    AnswerThenClose(Vec<u8>),
+    /// Answer with the first bytes, then send the second unasked on the same connection.
+    /// Counted in `events` once both are written.
+    AnswerThenStray(Vec<u8>, Vec<u8>),
+    /// Hold the request until the gate opens, then answer 200 `{}`.
+    Gated(Gate),
+}
+
+/// A gate a fake upstream waits at; the test opens it.
+#[derive(Clone, Debug, Default)]
+pub struct Gate(Arc<(Mutex<bool>, std::sync::Condvar)>);
+
+impl Gate {
+    pub fn open(&self) {
+        let (m, cv) = &*self.0;
+        *m.lock().unwrap() = true;
+        cv.notify_all();
+    }
+
+    fn wait(&self) {
+        let (m, cv) = &*self.0;
+        let mut open = m.lock().unwrap();
+        while !*open {
+            open = cv.wait(open).unwrap();
+        }
+    }
 }
 
 /// A raw TCP server whose behaviour the test sets; records every request head it reads.
@@ -180,6 +249,20 @@ pub struct FakeUpstream {
     pub addr: SocketAddr,
     pub behaviour: Arc<Mutex<Behaviour>>,
     pub seen: Arc<Mutex<Vec<String>>>,
+    /// Completed `AnswerThenClose` / `AnswerThenStray` actions.
+    pub events: Arc<(Mutex<u64>, std::sync::Condvar)>,
+}
+
+impl FakeUpstream {
+    /// Waits until `n` actions have completed (no deadline of its own: the test harness
+    /// bounds a hung test).
+    pub fn wait_events(&self, n: u64) {
+        let (m, cv) = &*self.events;
+        let mut done = m.lock().unwrap();
+        while *done < n {
+            done = cv.wait(done).unwrap();
+        }
+    }
 }
 
 pub fn fake_upstream() -> FakeUpstream {
@@ -187,11 +270,17 @@ pub fn fake_upstream() -> FakeUpstream {
     let addr = l.local_addr().unwrap();
     let behaviour = Arc::new(Mutex::new(Behaviour::Echo));
     let seen = Arc::new(Mutex::new(Vec::new()));
-    let (b, s) = (behaviour.clone(), seen.clone());
+    let events = Arc::new((Mutex::new(0u64), std::sync::Condvar::new()));
+    let (b, s, ev) = (behaviour.clone(), seen.clone(), events.clone());
     std::thread::spawn(move || {
         for conn in l.incoming() {
             let Ok(mut conn) = conn else { continue };
-            let (b, s) = (b.clone(), s.clone());
+            let (b, s, ev) = (b.clone(), s.clone(), ev.clone());
+            let count = move || {
+                let (m, cv) = &*ev;
+                *m.lock().unwrap() += 1;
+                cv.notify_all();
+            };
             std::thread::spawn(move || {
                 loop {
                     let mut buf = Vec::new();
@@ -233,6 +322,23 @@ pub fn fake_upstream() -> FakeUpstream {
                                 conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}");
                         }
                         Behaviour::Close => return,
+                        Behaviour::Gated(gate) => {
+                            gate.wait();
+                            let _ =
+                                conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}");
+                        }
+                        Behaviour::AnswerThenClose(bytes) => {
+                            let _ = conn.write_all(&bytes);
+                            let _ = conn.shutdown(std::net::Shutdown::Both);
+                            drop(conn);
+                            count();
+                            return;
+                        }
+                        Behaviour::AnswerThenStray(answer, stray) => {
+                            let _ = conn.write_all(&answer);
+                            let _ = conn.write_all(&stray);
+                            count();
+                        }
                         Behaviour::Reset => {
                             let sock = socket2::SockRef::from(&conn);
                             let _ = sock.set_linger(Some(std::time::Duration::ZERO));
@@ -255,6 +361,7 @@ pub fn fake_upstream() -> FakeUpstream {
         addr,
         behaviour,
         seen,
+        events,
     }
 }
 
@@ -264,4 +371,27 @@ fn find(h: &[u8], n: &[u8]) -> Option<usize> {
 
 pub fn write(p: &Path, s: &str) {
     std::fs::write(p, s).unwrap();
+}
+
+/// The example bundle under another version name; with `deny_all`, every `permit` turned
+/// into a `forbid`, so the policy refuses what the example allows.
+pub fn bundle_variant(version: &str, deny_all: bool) -> (Vec<u8>, String) {
+    use portcullis::decision::Bundle;
+    use portcullis::decision::ir::Effect;
+    let example = Bundle::from_bytes(portcullis::gateway::boot::EXAMPLE_BUNDLE).unwrap();
+    let mut data = example.data().clone();
+    data.meta.version = version.to_owned();
+    if deny_all {
+        for p in &mut data.policies {
+            p.effect = Effect::Forbid;
+        }
+    }
+    let bytes =
+        portcullis::decision::bundle::encode(&data, &example.meta().compiler_version).unwrap();
+    let digest = Bundle::from_bytes(&bytes)
+        .unwrap()
+        .meta()
+        .digest_hex
+        .clone();
+    (bytes, digest)
 }
