@@ -223,7 +223,14 @@ mod tests {
     #[test]
     fn percent_encoding_round_trips_every_byte_and_leaves_only_unreserved_bytes() {
         let all: Vec<u8> = (0..=255u8).collect();
-        for s in [&all[..], b"contract_7781", b"", b"a-b.c_d~e", b"x y", &[b'z'; 100]] {
+        for s in [
+            &all[..],
+            b"contract_7781",
+            b"",
+            b"a-b.c_d~e",
+            b"x y",
+            &[b'z'; 100],
+        ] {
             let mut out = Vec::new();
             percent_encode(&mut out, s);
             let mut back = Vec::new();
