@@ -450,7 +450,9 @@ pub fn run(target: &Target, cfg: &RunConfig, progress_line: bool) -> Stats {
     let deadline = start + cfg.duration;
     let progress = Arc::new(Progress::default());
     let finished = Arc::new(AtomicBool::new(false));
-    let reporter = progress_line.then(|| {
+    // A progress line rewrites itself with `\r`: only on a terminal, not into a log.
+    use std::io::IsTerminal;
+    let reporter = (progress_line && std::io::stderr().is_terminal()).then(|| {
         let (p, finished, name) = (
             Arc::clone(&progress),
             Arc::clone(&finished),

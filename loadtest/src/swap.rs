@@ -133,7 +133,14 @@ pub fn swap_storm(cfg: &SwapConfig) -> Result<(Stats, Stats, Pushes), CompareErr
             Arc::clone(&failed),
             cfg.interval,
         );
-        std::thread::spawn(move || storm(admin, token, bundles, interval, stop, ok, failed))
+        // The pipeline pushing bundles is not the gateway: it runs beside the generator.
+        let cpus = cfg.cpus.client.clone();
+        std::thread::spawn(move || {
+            if !cpus.is_empty() {
+                let _ = monoio::utils::bind_to_cpu_set(cpus);
+            }
+            storm(admin, token, bundles, interval, stop, ok, failed)
+        })
     };
     let storm_target = Target {
         name: "swap storm".into(),
