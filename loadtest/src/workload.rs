@@ -48,6 +48,48 @@ impl Default for Mix {
 
 const SEED: &str = include_str!("../../policies/envelopes/renewal-review.json");
 
+/// A delegating human of the example entities, with the account they review.
+struct Persona {
+    delegator: &'static str,
+    tenant: &'static str,
+    customer: &'static str,
+    contract: Option<&'static str>,
+}
+
+/// Maya and Omar (tenant Acme) and Raj (tenant Globex), each the CSM of their customer.
+const PERSONAS: [Persona; 3] = [
+    Persona {
+        delegator: "user_7f3a91",
+        tenant: "tenant_acme",
+        customer: "cust_acme_1042",
+        contract: Some("contract_7781"),
+    },
+    Persona {
+        delegator: "user_2b9c44",
+        tenant: "tenant_globex",
+        customer: "cust_globex_2001",
+        contract: Some("contract_5555"),
+    },
+    Persona {
+        delegator: "user_0cc0a2",
+        tenant: "tenant_acme",
+        customer: "cust_acme_1077",
+        contract: None,
+    },
+];
+
+/// Puts `p`'s identity and account into the seed's claims.
+fn as_persona(v: &mut Value, p: &Persona) {
+    v["delegator_id"] = p.delegator.into();
+    v["tenant_id"] = p.tenant.into();
+    v["resource_constraints"]["customer_id"] = p.customer.into();
+    v["resource_constraints"]["contract_ids"] = json!(p.contract.into_iter().collect::<Vec<_>>());
+    if p.contract.is_none() {
+        v["allowed_tools"] = json!(["crm.read", "tickets.create"]);
+        v["resource_constraints"]["data_classes"] = json!(["support_summary"]);
+    }
+}
+
 fn mint(key: &SigningKey, n: usize, edit: impl Fn(&mut Value)) -> String {
     let mut v: Value = serde_json::from_str(SEED).unwrap_or_default();
     v["agent_id"] = format!("fleet-agent-{n}").into();
@@ -101,10 +143,20 @@ pub fn gateway_templates(key: &SigningKey, host: &str, mix: &Mix) -> Vec<Templat
             0
         }
     };
+    // Root agents act for the three personas in turn; sub-agents for those with a contract.
+    let persona_of = |i: usize| {
+        if depth_of(i) > 0 {
+            &PERSONAS[i % 2]
+        } else {
+            &PERSONAS[i % 3]
+        }
+    };
     let tokens: Vec<String> = (0..n)
         .map(|i| {
             let depth = depth_of(i);
+            let p = persona_of(i);
             mint(key, i, |v| {
+                as_persona(v, p);
                 if depth > 0 {
                     // A clause classifier delegated from a renewal reviewer: the
                     // downscoped envelope `/v1/delegate` would give it.
@@ -118,7 +170,7 @@ pub fn gateway_templates(key: &SigningKey, host: &str, mix: &Mix) -> Vec<Templat
                     v["purpose"] = "classify_contract_clauses".into();
                     v["allowed_tools"] = json!(["contracts.read", "contracts.classify_clauses"]);
                     v["resource_constraints"] = json!({
-                        "contract_ids": ["contract_7781"],
+                        "contract_ids": [p.contract],
                         "max_records": 5,
                         "data_classes": ["contract_metadata", "renewal_terms"],
                     });
@@ -155,8 +207,6 @@ pub fn gateway_templates(key: &SigningKey, host: &str, mix: &Mix) -> Vec<Templat
         jws::sign(&c, key)
     };
     let contract = json!({"contract_id": "contract_7781", "note": pad});
-    let crm = json!({"customer_id": "cust_acme_1042", "limit": 10, "note": pad});
-    let ticket = json!({"customer_id": "cust_acme_1042", "subject": "Renewal risk", "body": pad});
     let mut out = Vec::with_capacity(100);
     // 100 slots: the mix in percent.
     let denied = mix.denied_pct.min(100) as usize;
@@ -167,28 +217,35 @@ pub fn gateway_templates(key: &SigningKey, host: &str, mix: &Mix) -> Vec<Templat
     } else {
         (100 / mix.mcp_pct.max(1)) as usize
     };
-    let classify = json!({"contract_id": "contract_7781"});
     for k in 0..allowed {
         let e = (k * 7) % n;
+        let p = persona_of(e);
+        let contract = json!({"contract_id": p.contract, "note": pad});
+        let crm = json!({"customer_id": p.customer, "limit": 10, "note": pad});
+        let ticket = json!({"customer_id": p.customer, "subject": "Renewal risk", "body": pad});
         let (tool, args, over_mcp) = if depth_of(e) > 0 {
             // Sub-agents classify clauses with the MCP upstream's tool, and read.
             match k % 2 {
-                0 => ("contracts.classify_clauses", &classify, true),
-                _ => ("contracts.read", &contract, k % mcp_every == 0),
+                0 => (
+                    "contracts.classify_clauses",
+                    json!({"contract_id": p.contract}),
+                    true,
+                ),
+                _ => ("contracts.read", contract, k % mcp_every == 0),
             }
         } else {
-            let tool = match k % 3 {
-                0 => ("contracts.read", &contract),
-                1 => ("crm.read", &crm),
-                _ => ("tickets.create", &ticket),
+            let tool = match (k % 3, p.contract) {
+                (0, Some(_)) => ("contracts.read", contract),
+                (0 | 1, _) => ("crm.read", crm),
+                _ => ("tickets.create", ticket),
             };
             (tool.0, tool.1, k % mcp_every == 0)
         };
         let token = &tokens[e];
         let bytes = if over_mcp {
-            mcp_call(host, token, tool, args)
+            mcp_call(host, token, tool, &args)
         } else {
-            tool_call(host, token, tool, args)
+            tool_call(host, token, tool, &args)
         };
         out.push(Template {
             bytes,
@@ -329,5 +386,30 @@ mod tests {
         assert!(t.iter().any(|x| x.bytes.starts_with(b"POST /mcp")));
         let distinct: std::collections::HashSet<&[u8]> = t.iter().map(|x| &x.bytes[..]).collect();
         assert!(distinct.len() > 50);
+        // The envelopes of allowed calls come from several delegators, tenants and depths.
+        let mut seen = std::collections::BTreeSet::new();
+        for x in t.iter().filter(|x| x.expect == Expect::Allow) {
+            let text = String::from_utf8_lossy(&x.bytes);
+            let token = text
+                .split("Bearer ")
+                .nth(1)
+                .and_then(|r| r.split("\r\n").next())
+                .unwrap();
+            let c = jws::decode(token).unwrap().payload;
+            seen.insert((
+                c["delegator_id"].as_str().unwrap().to_owned(),
+                c["tenant_id"].as_str().unwrap().to_owned(),
+                c["delegation_depth"].as_u64().unwrap_or(0),
+            ));
+        }
+        let count = |f: &dyn Fn(&(String, String, u64)) -> String| {
+            seen.iter()
+                .map(f)
+                .collect::<std::collections::BTreeSet<_>>()
+                .len()
+        };
+        assert_eq!(count(&|s| s.0.clone()), 3, "{seen:?}");
+        assert_eq!(count(&|s| s.1.clone()), 2, "{seen:?}");
+        assert_eq!(count(&|s| s.2.to_string()), 3, "{seen:?}");
     }
 }
