@@ -109,6 +109,7 @@ fn tags() -> Vec<String> {
     vec!["t1".to_string(), "t3".to_string()]
 }
 
+#[inline(never)] // a symbol of its own, for instruction counts under callgrind
 fn table(f: &Fixture, scratch: &mut Scratch, tags: &[String]) -> bool {
     let attrs = [
         ("level", CtxValue::Long(3)),

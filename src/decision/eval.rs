@@ -9,6 +9,9 @@ use super::bundle::Bundle;
 use super::context::{CtxValue, EntityUid, OwnedValue, Request};
 use super::ir::{BinOp, ConstValue, EntityIdx, Expr, ExprId, PatElem, StrId, ValueId, Var};
 use super::vm::{Op, STACK};
+
+/// Stack slots of the common, small programs.
+const SMALL_STACK: usize = 6;
 use bumpalo::Bump;
 use std::cell::Cell;
 
@@ -209,7 +212,13 @@ impl Bundle {
 impl<'a> Env<'a> {
     fn satisfied(&self, p: u32) -> R<bool> {
         if let Some(prog) = &self.b.programs[p as usize] {
-            return self.run(&prog.ops);
+            // Most conditions need a few slots; zeroing a 32-slot stack (768 bytes) for
+            // each was a large share of a small policy's cost.
+            return if prog.max_stack <= SMALL_STACK {
+                self.run::<SMALL_STACK>(&prog.ops)
+            } else {
+                self.run::<STACK>(&prog.ops)
+            };
         }
         let policy = &self.b.data.policies[p as usize];
         for &c in &policy.conditions {
@@ -547,8 +556,9 @@ impl<'a> Env<'a> {
     }
 
     /// Runs a policy program (see `vm`): `Ok(true)` when every condition held.
-    fn run(&self, ops: &[Op]) -> R<bool> {
-        let mut stack = [Val::Bool(false); STACK];
+    /// Runs a program that needs at most `N` stack slots.
+    fn run<const N: usize>(&self, ops: &[Op]) -> R<bool> {
+        let mut stack = [Val::Bool(false); N];
         let mut sp = 0usize;
         let mut pc = 0usize;
         macro_rules! top {
