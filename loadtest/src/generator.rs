@@ -628,7 +628,7 @@ mod tests {
                 // While this spins, monoio never parks, so its timers cannot fire: only the
                 // watchdog can end the exchange before the spin does.
                 let spinner = monoio::spawn(async move {
-                    let end = Instant::now() + Duration::from_millis(600);
+                    let end = Instant::now() + Duration::from_millis(1500);
                     while Instant::now() < end {
                         slot.check(Instant::now());
                         y.yield_back().await;
