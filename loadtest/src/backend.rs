@@ -111,7 +111,7 @@ impl Service for Backend {
 /// initialized notification, `tools/list` and `tools/call`, as JSON.
 fn mcp(req: &Request<'_>, io: &mut ConnIo) -> Disposition {
     let b = req.body;
-    let find = |k: &[u8]| b.windows(k.len()).any(|w| w == k);
+    let find = |k: &[u8]| memchr::memmem::find(b, k).is_some();
     let id = extract_id(b);
     let mut out = Vec::with_capacity(512);
     if !find(b"\"id\"") {
@@ -148,7 +148,7 @@ fn mcp(req: &Request<'_>, io: &mut ConnIo) -> Disposition {
 
 /// The raw JSON text of the request's `"id"` (a number or a string), for the answer.
 fn extract_id(b: &[u8]) -> String {
-    let Some(at) = b.windows(4).position(|w| w == b"\"id\"") else {
+    let Some(at) = memchr::memmem::find(b, b"\"id\"") else {
         return "null".into();
     };
     let rest = &b[at + 4..];

@@ -7,6 +7,7 @@
 use crate::report::Stats;
 use crate::schedule::{Schedule, Yielder, wait_until};
 use crate::workload::{Expect, Template};
+use bytes::Bytes;
 use monoio::buf::IoBufMut;
 use monoio::io::{AsyncWriteRentExt, CancelableAsyncReadRent};
 use monoio::net::TcpStream;
@@ -81,7 +82,7 @@ fn classify(stats: &mut Stats, status: u16, body: &[u8], expect: &Expect) {
             Some(r)
         }
         (s, _) => {
-            stats.error(&format!("http_{s}"));
+            stats.error(http_kind(s, &mut [0; 10]));
             Some("error")
         }
     };
@@ -100,11 +101,30 @@ fn classify(stats: &mut Stats, status: u16, body: &[u8], expect: &Expect) {
     }
 }
 
+/// `http_503`: the error kind of an unexpected status, formatted on the stack (a
+/// failing target answers this once per request).
+fn http_kind(status: u16, buf: &mut [u8; 10]) -> &str {
+    buf[..5].copy_from_slice(b"http_");
+    let mut digits = [0u8; 5];
+    let (mut n, mut i) = (status, digits.len());
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    let len = digits.len() - i;
+    buf[5..5 + len].copy_from_slice(&digits[i..]);
+    std::str::from_utf8(&buf[..5 + len]).unwrap_or("http_error")
+}
+
 /// The gateway's `"reason":"..."` (in a denial body or a JSON-RPC error's data).
 fn find_reason(body: &[u8]) -> Option<&str> {
     const KEY: &[u8] = b"\"reason\":\"";
-    let at = body.windows(KEY.len()).position(|w| w == KEY)? + KEY.len();
-    let end = body[at..].iter().position(|b| *b == b'"')? + at;
+    let at = memchr::memmem::find(body, KEY)? + KEY.len();
+    let end = memchr::memchr(b'"', &body[at..])? + at;
     std::str::from_utf8(&body[at..end]).ok()
 }
 
@@ -134,7 +154,6 @@ struct Conn {
     slot: Rc<Slot>,
     stream: Option<TcpStream>,
     rbuf: Vec<u8>,
-    wbuf: Vec<u8>,
     body: Vec<u8>,
     relay: Vec<(std::ops::Range<usize>, std::ops::Range<usize>)>,
 }
@@ -203,7 +222,6 @@ impl Conn {
             slot: Rc::new(Slot::default()),
             stream: None,
             rbuf: Vec::with_capacity(16 * 1024),
-            wbuf: Vec::with_capacity(4096),
             body: Vec::new(),
             relay: Vec::new(),
         }
@@ -213,7 +231,7 @@ impl Conn {
     async fn exchange(
         &mut self,
         addr: SocketAddr,
-        req: &[u8],
+        req: &Bytes,
         timeout: Duration,
     ) -> Result<u16, Failure> {
         let deadline = Instant::now() + timeout;
@@ -227,7 +245,7 @@ impl Conn {
     async fn exchange_until(
         &mut self,
         addr: SocketAddr,
-        req: &[u8],
+        req: &Bytes,
         timeout: Duration,
         deadline: Instant,
     ) -> Result<u16, Failure> {
@@ -244,11 +262,8 @@ impl Conn {
         let Some(stream) = self.stream.as_mut() else {
             return Err(Failure::Closed);
         };
-        self.wbuf.clear();
-        self.wbuf.extend_from_slice(req);
-        let w = std::mem::take(&mut self.wbuf);
-        let (r, w) = stream.write_all(w).await;
-        self.wbuf = w;
+        // The template's bytes go out as they are: a reference count, not a copy.
+        let (r, _) = stream.write_all(req.clone()).await;
         r.map_err(|e| Failure::Io(e.kind()))?;
         let head = loop {
             if !self.rbuf.is_empty() {
@@ -437,6 +452,12 @@ async fn connection(sh: Rc<Shared>, stats: Rc<RefCell<Stats>>) {
 
 /// Runs one target with `cfg`, reporting a progress line to stderr when `progress_line`.
 pub fn run(target: &Target, cfg: &RunConfig, progress_line: bool) -> Stats {
+    if target.templates.is_empty() {
+        // Nothing to send (every request picks a template): say so, do not divide by zero.
+        let mut s = Stats::new(&target.name);
+        s.error("no_requests");
+        return s;
+    }
     let threads = cfg.threads.clamp(1, cfg.connections.max(1));
     let conns = cfg.connections.max(1) as u64;
     let rate = match cfg.mode {
@@ -639,7 +660,7 @@ mod tests {
                 let r = c
                     .exchange(
                         addr,
-                        b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+                        &Bytes::from_static(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"),
                         Duration::from_millis(100),
                     )
                     .await;
@@ -654,6 +675,18 @@ mod tests {
             "the timeout fired before the spin ended, by the watchdog"
         );
         drop(silent);
+    }
+
+    #[test]
+    fn status_error_kinds_are_named_by_their_code() {
+        for (s, k) in [
+            (503, "http_503"),
+            (0, "http_0"),
+            (65535, "http_65535"),
+            (404, "http_404"),
+        ] {
+            assert_eq!(http_kind(s, &mut [0; 10]), k);
+        }
     }
 
     #[test]

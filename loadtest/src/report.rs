@@ -9,6 +9,17 @@ use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::time::Duration;
 
+/// Counts one more `key`, allocating its name only the first time it is seen (these run
+/// once per answer).
+fn bump(map: &mut BTreeMap<String, u64>, key: &str) {
+    match map.get_mut(key) {
+        Some(n) => *n += 1,
+        None => {
+            map.insert(key.to_owned(), 1);
+        }
+    }
+}
+
 /// The percentiles every report shows.
 pub const PERCENTILES: [f64; 6] = [50.0, 90.0, 99.0, 99.9, 99.99, 100.0];
 
@@ -54,11 +65,11 @@ impl Stats {
     }
 
     pub fn error(&mut self, kind: &str) {
-        *self.errors.entry(kind.into()).or_default() += 1;
+        bump(&mut self.errors, kind);
     }
 
     pub fn denial(&mut self, reason: &str) {
-        *self.denials.entry(reason.into()).or_default() += 1;
+        bump(&mut self.denials, reason);
     }
 
     pub fn merge(&mut self, o: &Stats) {

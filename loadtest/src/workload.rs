@@ -2,8 +2,9 @@
 //! sessions, sub-agents at various delegation depths), and a mix of tool calls: allowed
 //! ones, ones denied for each reason, invalid envelopes, over plain HTTP and over MCP,
 //! with request bodies of realistic size. Each request is prepared once as raw HTTP/1.1
-//! bytes; the generator only copies them onto the wire.
+//! bytes; the generator hands them to the socket without copying.
 
+use bytes::Bytes;
 use portcullis::envelope::mint::{MintOptions, claims_from_file};
 use portcullis::envelope::{SigningKey, jws};
 use serde_json::{Value, json};
@@ -17,7 +18,7 @@ pub enum Expect {
 
 #[derive(Debug, Clone)]
 pub struct Template {
-    pub bytes: Vec<u8>,
+    pub bytes: Bytes,
     pub expect: Expect,
     pub label: &'static str,
 }
@@ -111,16 +112,17 @@ fn mint(key: &SigningKey, n: usize, edit: impl Fn(&mut Value)) -> String {
     jws::sign(&claims, key)
 }
 
-fn tool_call(host: &str, token: &str, tool: &str, args: &Value) -> Vec<u8> {
+fn tool_call(host: &str, token: &str, tool: &str, args: &Value) -> Bytes {
     let body = args.to_string();
     format!(
         "POST /v1/tools/{tool} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
     )
     .into_bytes()
+    .into()
 }
 
-fn mcp_call(host: &str, token: &str, tool: &str, args: &Value) -> Vec<u8> {
+fn mcp_call(host: &str, token: &str, tool: &str, args: &Value) -> Bytes {
     let body = json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": {"name": tool, "arguments": args}}).to_string();
     format!(
         "POST /mcp HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\n\
@@ -129,6 +131,7 @@ fn mcp_call(host: &str, token: &str, tool: &str, args: &Value) -> Vec<u8> {
         body.len()
     )
     .into_bytes()
+    .into()
 }
 
 /// Requests for the gateway, signed with `key` (which the gateway must trust).
@@ -343,7 +346,8 @@ pub fn direct_allowed(host: &str, credential: &str) -> Vec<Template> {
     let bytes = format!(
         "GET /contracts/contract_7781 HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {credential}\r\nAccept: application/json\r\n\r\n"
     )
-    .into_bytes();
+    .into_bytes()
+    .into();
     vec![Template {
         bytes,
         expect: Expect::Allow,

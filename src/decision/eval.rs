@@ -9,11 +9,11 @@ use super::bundle::Bundle;
 use super::context::{CtxValue, EntityUid, OwnedValue, Request};
 use super::ir::{BinOp, ConstValue, EntityIdx, Expr, ExprId, PatElem, StrId, ValueId, Var};
 use super::vm::{Op, STACK};
+use bumpalo::Bump;
+use std::cell::Cell;
 
 /// Stack slots of the common, small programs.
 const SMALL_STACK: usize = 6;
-use bumpalo::Bump;
-use std::cell::Cell;
 
 /// Reused per-core state for decisions: the arena for built values, the lists of
 /// determining and erroring policies, and where context attributes were last found.
@@ -555,8 +555,8 @@ impl<'a> Env<'a> {
         })
     }
 
-    /// Runs a policy program (see `vm`): `Ok(true)` when every condition held.
-    /// Runs a program that needs at most `N` stack slots.
+    /// Runs a policy program (see `vm`) that needs at most `N` stack slots: `Ok(true)`
+    /// when every condition held.
     fn run<const N: usize>(&self, ops: &[Op]) -> R<bool> {
         let mut stack = [Val::Bool(false); N];
         let mut sp = 0usize;

@@ -368,7 +368,7 @@ pub async fn exchange(
                                 }
                                 None => r.feed(piece),
                             };
-                            emit(plain, &mut None, wbuf2, &mut Vec::new(), chunk_out);
+                            put(wbuf2, plain, chunk_out);
                         }
                     }
                 },
@@ -385,19 +385,12 @@ pub async fn exchange(
                         s.finish(scratch);
                         out.scrubbed = s.scrubbed;
                     }
-                    let tail: &[u8] = match rewrite {
+                    match rewrite {
                         Some(r) => {
-                            let mut t = r.feed(scratch).to_vec();
-                            t.extend_from_slice(r.finish());
-                            *scratch = t;
-                            scratch
+                            put(wbuf, r.feed(scratch), chunk_out);
+                            put(wbuf, r.finish(), chunk_out);
                         }
-                        None => scratch,
-                    };
-                    if chunk_out {
-                        encode_chunk(wbuf, tail);
-                    } else {
-                        wbuf.extend_from_slice(tail);
+                        None => put(wbuf, scratch, chunk_out),
                     }
                     if chunk_out {
                         wbuf.extend_from_slice(LAST_CHUNK);
@@ -493,8 +486,17 @@ fn emit(
             encode_chunk(out, scratch);
         }
         (Some(s), false) => s.feed(piece, out),
-        (None, true) => encode_chunk(out, piece),
-        (None, false) => out.extend_from_slice(piece),
+        (None, _) => put(out, piece, chunked),
+    }
+}
+
+/// Appends body bytes as they go to the client: as a chunk, or as they are (an empty
+/// piece adds nothing either way).
+fn put(out: &mut Vec<u8>, piece: &[u8], chunked: bool) {
+    if chunked {
+        encode_chunk(out, piece);
+    } else {
+        out.extend_from_slice(piece);
     }
 }
 
