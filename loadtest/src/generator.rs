@@ -104,20 +104,11 @@ fn classify(stats: &mut Stats, status: u16, body: &[u8], expect: &Expect) {
 /// `http_503`: the error kind of an unexpected status, formatted on the stack (a
 /// failing target answers this once per request).
 fn http_kind(status: u16, buf: &mut [u8; 10]) -> &str {
-    buf[..5].copy_from_slice(b"http_");
-    let mut digits = [0u8; 5];
-    let (mut n, mut i) = (status, digits.len());
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    let len = digits.len() - i;
-    buf[5..5 + len].copy_from_slice(&digits[i..]);
-    std::str::from_utf8(&buf[..5 + len]).unwrap_or("http_error")
+    use std::io::Write;
+    let mut w = std::io::Cursor::new(&mut buf[..]);
+    let _ = write!(w, "http_{status}"); // at most 10 bytes: "http_" and five digits
+    let len = w.position() as usize;
+    std::str::from_utf8(&buf[..len]).unwrap_or("http_error")
 }
 
 /// The gateway's `"reason":"..."` (in a denial body or a JSON-RPC error's data).
