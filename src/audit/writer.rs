@@ -105,11 +105,18 @@ pub fn run(
     let mut last_sync = Instant::now();
     let mut dirty = false;
     loop {
-        let wait = cfg
-            .fsync_interval
-            .saturating_sub(last_sync.elapsed())
-            .max(Duration::from_millis(1));
-        match rx.recv_timeout(wait) {
+        // Clean, there is nothing to sync: sleep until a batch comes. Polling here used to
+        // wake this thread every millisecond, on the workers' CPU, with nothing to do.
+        let msg = if dirty {
+            let wait = cfg
+                .fsync_interval
+                .saturating_sub(last_sync.elapsed())
+                .max(Duration::from_millis(1));
+            rx.recv_timeout(wait)
+        } else {
+            rx.recv().map_err(|_| RecvTimeoutError::Disconnected)
+        };
+        match msg {
             Ok(super::Msg::Batch(batch)) => {
                 depth.fetch_sub(1, Ordering::Relaxed);
                 // memchr: a byte-by-byte split cost ~2 instructions a byte here.
