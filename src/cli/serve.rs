@@ -46,13 +46,14 @@ pub fn load(args: &ServeArgs) -> Result<Config, CliError> {
 
 pub fn serve(args: ServeArgs) -> Result<(), CliError> {
     let cfg = load(&args)?;
-    let running = portcullis::gateway::start(&cfg).map_err(|e| CliError::Usage(e.to_string()))?;
-    banner(&cfg, &running);
     // Signals are handled on this thread: SIGHUP reloads the bundle file, SIGTERM and
-    // SIGINT shut down gracefully.
+    // SIGINT shut down gracefully. Installed before the gateway says it is listening: a
+    // SIGHUP sent on that word must reload, not kill the process (its default action).
     use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
     let mut signals = signal_hook::iterator::Signals::new([SIGHUP, SIGINT, SIGTERM])
         .map_err(|e| CliError::Usage(format!("cannot install signal handlers: {e}")))?;
+    let running = portcullis::gateway::start(&cfg).map_err(|e| CliError::Usage(e.to_string()))?;
+    banner(&cfg, &running);
     for sig in signals.forever() {
         if sig == SIGHUP {
             reload(&cfg, &running);

@@ -29,6 +29,8 @@ pub struct ToolBinding {
 pub struct Active {
     pub bundle: Bundle,
     pub bindings: HashMap<String, ToolBinding>,
+    /// The bundle's version and digest as audit-record fields, encoded once per bundle.
+    pub audit_version: Box<[u8]>,
 }
 
 /// Why a bundle cannot be activated with this gateway's configuration.
@@ -84,7 +86,17 @@ impl Active {
                 },
             );
         }
-        Ok(Active { bundle, bindings })
+        let mut audit_version = Vec::new();
+        crate::audit::record::encode_policy_version(
+            &mut audit_version,
+            &bundle.meta().version,
+            &bundle.meta().digest_hex,
+        );
+        Ok(Active {
+            bundle,
+            bindings,
+            audit_version: audit_version.into_boxed_slice(),
+        })
     }
 }
 
@@ -188,15 +200,18 @@ impl Shared {
         }
         let bundle = Bundle::from_bytes(bytes).map_err(|e| ActivateError::Bundle(e.to_string()))?;
         let active = Active::bind(bundle, &self.upstream_index, &self.upstreams, &self.vault)?;
+        let active = Arc::new(active);
+        // Stored before it is announced: whoever reads the log line and then asks which
+        // bundle serves must hear the new one.
+        self.active.store(Arc::clone(&active));
+        self.bundle_swaps
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let meta = active.bundle.meta();
         crate::info!(
             "activated policy bundle {} ({})",
             meta.version,
             &meta.digest_hex[..meta.digest_hex.len().min(16)]
         );
-        self.active.store(Arc::new(active));
-        self.bundle_swaps
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Ok(())
     }
 
