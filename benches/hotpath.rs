@@ -6,7 +6,9 @@
 //! `cargo bench --bench hotpath`
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use portcullis::audit::record::{Record, encode, encode_outcome};
+use portcullis::audit::record::{
+    Record, claims_who, encode, encode_outcome, encode_policy_version,
+};
 use portcullis::decision::{Bundle, Scratch};
 use portcullis::envelope::mint::{MintOptions, claims_from_file};
 use portcullis::envelope::{EnvelopeCache, SigningKey, TrustedKeys, Verifier, jws};
@@ -136,6 +138,13 @@ fn steps(c: &mut Criterion) {
             })
         })
     });
+    // Once per bundle in the gateway (`Active`).
+    let mut policy_version = Vec::new();
+    encode_policy_version(
+        &mut policy_version,
+        &w.bundle.meta().version,
+        &w.bundle.meta().digest_hex,
+    );
     g.bench_function("audit_encode", |b| {
         b.iter(|| {
             out.clear();
@@ -144,21 +153,12 @@ fn steps(c: &mut Criterion) {
                 decision_id: "d-60fe6e655003-0-1",
                 allowed: true,
                 reason: "allow",
-                delegator: &claims.delegator_id,
-                tenant: &claims.tenant_id,
-                session: &claims.session_id,
-                task: &claims.task_id,
-                purpose: &claims.purpose,
-                agent_id: &claims.agent_id,
-                agent_kind: &claims.agent_kind,
-                envelope_id: &claims.jti,
-                delegation_chain: &claims.delegation_chain,
+                who: claims_who(&claims),
                 tool: "contracts.read",
                 resource: "contract_7781",
                 data_classes: &tool.data_classes,
                 record_count: 1,
-                bundle_version: &w.bundle.meta().version,
-                bundle_digest: &w.bundle.meta().digest_hex,
+                policy_version: &policy_version,
                 policies: &|f| f("csm-works-on-contracts-of-assigned-accounts"),
                 via: "http",
             };
@@ -200,21 +200,12 @@ fn steps(c: &mut Criterion) {
                     decision_id: "d-60fe6e655003-0-1",
                     allowed: true,
                     reason: "allow",
-                    delegator: &claims.delegator_id,
-                    tenant: &claims.tenant_id,
-                    session: &claims.session_id,
-                    task: &claims.task_id,
-                    purpose: &claims.purpose,
-                    agent_id: &claims.agent_id,
-                    agent_kind: &claims.agent_kind,
-                    envelope_id: &claims.jti,
-                    delegation_chain: &claims.delegation_chain,
+                    who: claims_who(&claims),
                     tool: &tool.name,
                     resource: facts.resource_id,
                     data_classes: &tool.data_classes,
                     record_count: facts.record_count,
-                    bundle_version: &w.bundle.meta().version,
-                    bundle_digest: &w.bundle.meta().digest_hex,
+                    policy_version: &policy_version,
                     policies: &|f| determining(&w.bundle, &scratch, f),
                     via: "http",
                 };

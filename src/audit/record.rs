@@ -7,6 +7,7 @@
 //!
 //! Nothing secret goes in: no credential, no envelope, no signature.
 
+use crate::envelope::Claims;
 use crate::http::write::{json_str, push_u64};
 
 /// Visits the ids of the policies that determined a decision.
@@ -23,6 +24,24 @@ pub struct Record<'a> {
     pub decision_id: &'a str,
     pub allowed: bool,
     pub reason: &'a str,
+    /// Who and for whom: `encode_who`'s output for the call's envelope (or `NO_WHO`).
+    pub who: &'a [u8],
+    pub tool: &'a str,
+    pub resource: &'a str,
+    pub data_classes: &'a [String],
+    pub record_count: u64,
+    /// `encode_policy_version`'s output for the bundle that decided.
+    pub policy_version: &'a [u8],
+    pub policies: PolicyVisitor<'a>,
+    /// `http`, `mcp` or `delegate`.
+    pub via: &'a str,
+}
+
+/// The envelope's part of a record. Every call an agent makes with one envelope carries
+/// the same nine fields, so they are encoded once per envelope (the gateway keeps them
+/// with the verified claims) and each record copies them in one piece: encoding them
+/// per call was a third of the hot path's audit cost.
+pub struct Who<'a> {
     pub delegator: &'a str,
     pub tenant: &'a str,
     pub session: &'a str,
@@ -32,15 +51,51 @@ pub struct Record<'a> {
     pub agent_kind: &'a str,
     pub envelope_id: &'a str,
     pub delegation_chain: &'a [String],
-    pub tool: &'a str,
-    pub resource: &'a str,
-    pub data_classes: &'a [String],
-    pub record_count: u64,
-    pub bundle_version: &'a str,
-    pub bundle_digest: &'a str,
-    pub policies: PolicyVisitor<'a>,
-    /// `http`, `mcp` or `delegate`.
-    pub via: &'a str,
+}
+
+/// `Who` for a call with no valid envelope: every field empty.
+pub const NO_WHO: &[u8] = br#","delegator":"","tenant":"","session":"","task":"","purpose":"","agent_id":"","agent_kind":"","envelope_id":"","delegation_chain":[]"#;
+
+/// Appends the envelope's fields, each preceded by a comma, in record order.
+pub fn encode_who(out: &mut Vec<u8>, w: &Who<'_>) {
+    field(out, "delegator", w.delegator);
+    field(out, "tenant", w.tenant);
+    field(out, "session", w.session);
+    field(out, "task", w.task);
+    field(out, "purpose", w.purpose);
+    field(out, "agent_id", w.agent_id);
+    field(out, "agent_kind", w.agent_kind);
+    field(out, "envelope_id", w.envelope_id);
+    list(out, "delegation_chain", w.delegation_chain);
+}
+
+/// The envelope's fields of `c`, encoded on the first call that needs them and kept with
+/// the claims (which the envelope cache shares between an agent's calls).
+pub fn claims_who(c: &Claims) -> &[u8] {
+    c.audit_memo.get_or_init(|| {
+        let mut out = Vec::with_capacity(256);
+        encode_who(
+            &mut out,
+            &Who {
+                delegator: &c.delegator_id,
+                tenant: &c.tenant_id,
+                session: &c.session_id,
+                task: &c.task_id,
+                purpose: &c.purpose,
+                agent_id: &c.agent_id,
+                agent_kind: &c.agent_kind,
+                envelope_id: &c.jti,
+                delegation_chain: &c.delegation_chain,
+            },
+        );
+        out.into_boxed_slice()
+    })
+}
+
+/// Appends the bundle's version and digest fields; encoded once per loaded bundle.
+pub fn encode_policy_version(out: &mut Vec<u8>, version: &str, digest: &str) {
+    field(out, "bundle_version", version);
+    field(out, "bundle_digest", digest);
 }
 
 /// `,"name":` — field names are this module's own identifiers, never escaped.
@@ -83,21 +138,12 @@ pub fn encode(out: &mut Vec<u8>, r: &Record<'_>) {
     field(out, "decision_id", r.decision_id);
     field(out, "decision", if r.allowed { "allow" } else { "deny" });
     field(out, "reason", r.reason);
-    field(out, "delegator", r.delegator);
-    field(out, "tenant", r.tenant);
-    field(out, "session", r.session);
-    field(out, "task", r.task);
-    field(out, "purpose", r.purpose);
-    field(out, "agent_id", r.agent_id);
-    field(out, "agent_kind", r.agent_kind);
-    field(out, "envelope_id", r.envelope_id);
-    list(out, "delegation_chain", r.delegation_chain);
+    out.extend_from_slice(r.who);
     field(out, "tool", r.tool);
     field(out, "resource", r.resource);
     list(out, "data_classes", r.data_classes);
     num(out, "record_count", r.record_count);
-    field(out, "bundle_version", r.bundle_version);
-    field(out, "bundle_digest", r.bundle_digest);
+    out.extend_from_slice(r.policy_version);
     out.extend_from_slice(b",\"policies\":[");
     let mut first = true;
     (r.policies)(&mut |id: &str| {
@@ -126,26 +172,34 @@ mod tests {
     fn encodes_valid_json_with_every_field() {
         let chain = vec!["parent-jti".to_string()];
         let classes = vec!["contract_metadata".to_string()];
+        let mut who = Vec::new();
+        encode_who(
+            &mut who,
+            &Who {
+                delegator: "user_7f3a91",
+                tenant: "tenant_acme",
+                session: "s",
+                task: "t\"quoted\"",
+                purpose: "p",
+                agent_id: "a",
+                agent_kind: "k",
+                envelope_id: "j",
+                delegation_chain: &chain,
+            },
+        );
+        let mut version = Vec::new();
+        encode_policy_version(&mut version, "v1", "abc");
         let r = Record {
             time_us: 1_778_610_600_123_456,
             decision_id: "d-1",
             allowed: false,
             reason: "policy_denied",
-            delegator: "user_7f3a91",
-            tenant: "tenant_acme",
-            session: "s",
-            task: "t\"quoted\"",
-            purpose: "p",
-            agent_id: "a",
-            agent_kind: "k",
-            envelope_id: "j",
-            delegation_chain: &chain,
+            who: &who,
             tool: "billing.update",
             resource: "cust_acme_1042",
             data_classes: &classes,
             record_count: 1,
-            bundle_version: "v1",
-            bundle_digest: "abc",
+            policy_version: &version,
             policies: &|f| f("forbid-billing"),
             via: "http",
         };
@@ -160,5 +214,27 @@ mod tests {
         assert_eq!(v["delegation_chain"][0], "parent-jti");
         assert_eq!(v["policies"][0], "forbid-billing");
         assert_eq!(v.as_object().unwrap().len(), 23);
+        assert_eq!(v["tenant"], "tenant_acme");
+        assert_eq!(v["bundle_digest"], "abc");
+    }
+
+    #[test]
+    fn no_who_is_the_encoding_of_empty_fields() {
+        let mut out = Vec::new();
+        encode_who(
+            &mut out,
+            &Who {
+                delegator: "",
+                tenant: "",
+                session: "",
+                task: "",
+                purpose: "",
+                agent_id: "",
+                agent_kind: "",
+                envelope_id: "",
+                delegation_chain: &[],
+            },
+        );
+        assert_eq!(out, NO_WHO);
     }
 }

@@ -42,6 +42,35 @@ pub struct Claims {
     pub delegation_chain: Vec<String>,
     /// Always `delegation_chain.len()`; carried explicitly so policies can read it.
     pub delegation_depth: u32,
+    /// Derived from the fields above and never signed: the claims' audit-record fragment,
+    /// filled by the gateway on first use.
+    #[serde(skip)]
+    pub audit_memo: Memo,
+}
+
+/// A value computed once from the claims it sits in. Claims that differ only in whether it
+/// has been computed yet are the same claims: it takes no part in equality.
+#[derive(Clone, Default)]
+pub struct Memo(std::sync::OnceLock<Box<[u8]>>);
+
+impl Memo {
+    pub fn get_or_init(&self, f: impl FnOnce() -> Box<[u8]>) -> &[u8] {
+        self.0.get_or_init(f)
+    }
+}
+
+impl PartialEq for Memo {
+    fn eq(&self, _: &Memo) -> bool {
+        true
+    }
+}
+
+impl Eq for Memo {}
+
+impl std::fmt::Debug for Memo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Memo")
+    }
 }
 
 /// What the envelope's holder may touch: record limit, data classes, and named resource
@@ -249,6 +278,7 @@ impl Claims {
             agent_kind: string(m, "agent_kind")?,
             delegation_chain,
             delegation_depth: depth as u32,
+            audit_memo: Memo::default(),
         })
     }
 

@@ -3,7 +3,7 @@
 
 use super::service::Gateway;
 use super::state::Active;
-use crate::audit::record::{PolicyVisitor, Record, encode};
+use crate::audit::record::{NO_WHO, PolicyVisitor, Record, claims_who, encode};
 use crate::envelope::Claims;
 use crate::pipeline::deny::DecisionId;
 use std::time::Instant;
@@ -33,28 +33,17 @@ impl Gateway {
         policies: PolicyVisitor<'_>,
     ) {
         out.clear();
-        let c = s.claims;
-        let meta = active.bundle.meta();
         let r = Record {
             time_us: crate::clock::now_unix_micros(),
             decision_id: did.as_str(),
             allowed,
             reason,
-            delegator: c.map_or("", |c| &c.delegator_id),
-            tenant: c.map_or("", |c| &c.tenant_id),
-            session: c.map_or("", |c| &c.session_id),
-            task: c.map_or("", |c| &c.task_id),
-            purpose: c.map_or("", |c| &c.purpose),
-            agent_id: c.map_or("", |c| &c.agent_id),
-            agent_kind: c.map_or("", |c| &c.agent_kind),
-            envelope_id: c.map_or("", |c| &c.jti),
-            delegation_chain: c.map_or(&[][..], |c| &c.delegation_chain),
+            who: s.claims.map_or(NO_WHO, claims_who),
             tool: s.tool,
             resource: s.resource,
             data_classes: s.data_classes,
             record_count: s.record_count,
-            bundle_version: &meta.version,
-            bundle_digest: &meta.digest_hex,
+            policy_version: &active.audit_version,
             policies,
             via: s.via,
         };

@@ -228,6 +228,7 @@ fn child_claims(
         agent_kind: req.agent_kind,
         delegation_chain: chain,
         delegation_depth: depth,
+        audit_memo: Default::default(),
     })
 }
 
