@@ -535,13 +535,17 @@ async fn relay_body(
                 outcome.body_bytes += take as u64;
                 left -= take as u64;
                 let excess = avail > take as u64;
-                if let Some((s, wt)) = client.as_mut() {
-                    flush_client(s, out, *wt).await?;
-                } else if out.len() > limit {
+                if client.is_none() && out.len() > limit {
                     return Err(too_large());
                 }
+                // The whole body is in: the caller sends it with the scrubber's held-back
+                // tail in one write. Flushing here split every response in two segments
+                // (and two ACKs) for the tail's few bytes.
                 if left == 0 {
                     return Ok(!excess);
+                }
+                if let Some((s, wt)) = client.as_mut() {
+                    flush_client(s, out, *wt).await?;
                 }
                 conn.buf.clear();
                 start = 0;
