@@ -78,6 +78,8 @@ pub struct CompareConfig {
     pub backend_listen: SocketAddr,
     pub backend_threads: usize,
     pub gateway: GatewayUnderTest,
+    /// Also measure a bare monoio TCP hop (`hop`) on the gateway's CPUs.
+    pub hop: bool,
     pub proxies: Vec<OtherProxy>,
     pub cpus: CpuPlan,
     pub out: Option<PathBuf>,
@@ -134,6 +136,7 @@ pub struct Stack {
     pub backend: ServerHandle,
     pub gateway: SocketAddr,
     pub running: Option<portcullis::gateway::Running>,
+    pub hop: Option<crate::hop::HopHandle>,
     /// Holds an in-process gateway's deployment files for as long as it runs.
     _dir: Option<tempfile::TempDir>,
 }
@@ -144,11 +147,35 @@ impl Stack {
         backend_listen: SocketAddr,
         backend_threads: usize,
         cpus: &CpuPlan,
+        hop: bool,
     ) -> Result<Stack, CompareError> {
         // Threads inherit the CPU mask of the thread that spawns them: set it before each
         // server starts, and restore it after.
         pin(&cpus.backend);
         let stack = Self::start_pinned(gateway, backend_listen, backend_threads, cpus);
+        let stack = stack.and_then(|mut s| {
+            if hop {
+                // As many threads as the gateway has workers, on the gateway's CPUs.
+                pin(&cpus.gateway);
+                let threads = match gateway {
+                    GatewayUnderTest::InProcess { cores } => *cores,
+                    GatewayUnderTest::External { .. } => 1,
+                };
+                let any: SocketAddr = "127.0.0.1:0".parse().expect("literal address");
+                s.hop = Some(
+                    crate::hop::start(
+                        any,
+                        s.backend.addr,
+                        threads,
+                        portcullis::server::Driver::Auto,
+                    )
+                    .map_err(|e| {
+                        CompareError::Gateway(format!("cannot start the monoio hop: {e}"))
+                    })?,
+                );
+            }
+            Ok(s)
+        });
         pin(&all_cpus());
         stack
     }
@@ -177,6 +204,7 @@ impl Stack {
                     backend: b,
                     gateway: *addr,
                     running: None,
+                    hop: None,
                     _dir: None,
                 })
             }
@@ -220,6 +248,7 @@ impl Stack {
                     backend: b,
                     gateway: addr,
                     running: Some(running),
+                    hop: None,
                     _dir: Some(dir),
                 })
             }
@@ -227,6 +256,9 @@ impl Stack {
     }
 
     pub fn shutdown(self) {
+        if let Some(h) = self.hop {
+            h.shutdown();
+        }
         if let Some(r) = self.running {
             r.shutdown();
         }
@@ -241,9 +273,11 @@ pub fn compare(cfg: &CompareConfig) -> Result<Vec<Cell>, CompareError> {
         cfg.backend_listen,
         cfg.backend_threads,
         &cfg.cpus,
+        cfg.hop,
     )?;
     let (deployment, backend, gateway_addr) = (&stack.deployment, &stack.backend, stack.gateway);
-    let targets = build_targets(cfg, deployment, backend.addr, gateway_addr);
+    let hop_addr = stack.hop.as_ref().map(|h| h.addr);
+    let targets = build_targets(cfg, deployment, backend.addr, gateway_addr, hop_addr);
     for m in &targets {
         check_target(&m.target)?;
     }
@@ -322,6 +356,7 @@ fn build_targets(
     d: &Deployment,
     backend: SocketAddr,
     gateway: SocketAddr,
+    hop: Option<SocketAddr>,
 ) -> Vec<Measured> {
     let direct = Arc::new(workload::direct_allowed(
         &backend.to_string(),
@@ -361,6 +396,22 @@ fn build_targets(
             .filter(CpuSource::is_measurable),
         },
     ];
+    if let Some(addr) = hop {
+        out.insert(
+            1,
+            Measured {
+                target: Target {
+                    name: "monoio-hop".into(),
+                    addr,
+                    templates: Arc::new(workload::direct_allowed(
+                        &addr.to_string(),
+                        &d.records_credential,
+                    )),
+                },
+                cpu: Some(CpuSource::OwnThreads(vec!["loadtest-hop-".into()])),
+            },
+        );
+    }
     for p in &cfg.proxies {
         out.push(Measured {
             target: Target {

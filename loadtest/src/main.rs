@@ -40,6 +40,9 @@ enum Cmd {
     SwapStorm(SwapArgs),
     /// Run the built-in backend: the example tools' HTTP routes and an MCP server.
     Backend(BackendArgs),
+    /// Run a bare monoio TCP hop (bytes copied both ways, nothing else) in front of an
+    /// upstream: the floor for any proxy on the same runtime.
+    Hop(HopArgs),
     /// Write a gateway deployment (issuer key, vault, configuration) in front of a
     /// backend address, for a gateway run as its own process: `portcullis serve --config
     /// DIR/gateway.toml`.
@@ -131,6 +134,10 @@ struct CompareArgs {
     /// Skip the closed-loop maximum-throughput run.
     #[arg(long)]
     no_max: bool,
+    /// Do not measure the bare monoio TCP hop (a relay with no HTTP, policy or audit,
+    /// on the gateway's CPUs: the floor for any proxy on the same runtime).
+    #[arg(long)]
+    no_hop: bool,
     /// Connections for the maximum-throughput run.
     #[arg(long, default_value_t = 32)]
     max_connections: usize,
@@ -279,6 +286,23 @@ struct BackendArgs {
 }
 
 #[derive(Args)]
+struct HopArgs {
+    #[arg(long, default_value = "127.0.0.1:18082")]
+    listen: SocketAddr,
+    /// Where to relay to (the built-in backend, say).
+    #[arg(long, default_value = "127.0.0.1:18080")]
+    upstream: SocketAddr,
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+    /// CPUs to pin the hop's threads to.
+    #[arg(long, value_parser = cpu_list)]
+    cpus: Option<Vec<usize>>,
+    /// I/O driver: auto, io_uring or legacy.
+    #[arg(long, default_value = "auto", value_parser = driver)]
+    driver: DriverArg,
+}
+
+#[derive(Args)]
 struct SetupArgs {
     /// Directory to write (gateway.toml, jwks.json, issuer.pem, vault.json, vault.key, ...).
     #[arg(long)]
@@ -307,6 +331,7 @@ fn main() -> ExitCode {
         Cmd::Run(a) => cmd_run(a),
         Cmd::SwapStorm(a) => cmd_swap(a),
         Cmd::Backend(a) => cmd_backend(a),
+        Cmd::Hop(a) => cmd_hop(a),
         Cmd::Setup(a) => cmd_setup(a),
     };
     match r {
@@ -378,6 +403,7 @@ fn cmd_compare(a: CompareArgs) -> Result<(), String> {
         backend_listen: a.backend_listen,
         backend_threads: a.backend_threads,
         gateway,
+        hop: !a.no_hop,
         proxies: a
             .proxies
             .iter()
@@ -525,6 +551,20 @@ fn cmd_swap(a: SwapArgs) -> Result<(), String> {
             pushes.failed, stormy.errors, stormy.unexpected
         ));
     }
+    Ok(())
+}
+
+fn cmd_hop(a: HopArgs) -> Result<(), String> {
+    if let Some(cpus) = &a.cpus {
+        let _ = monoio::utils::bind_to_cpu_set(cpus.iter().copied());
+    }
+    let h = portcullis_loadtest::hop::start(a.listen, a.upstream, a.threads, a.driver.0)
+        .map_err(|e| format!("cannot listen on {}: {e}", a.listen))?;
+    eprintln!(
+        "monoio hop on {} -> {} ({} thread(s)); Ctrl-C stops it",
+        h.addr, a.upstream, a.threads
+    );
+    h.wait();
     Ok(())
 }
 

@@ -88,6 +88,7 @@ pub fn swap_storm(cfg: &SwapConfig) -> Result<(Stats, Stats, Pushes), CompareErr
         "127.0.0.1:0".parse().expect("literal"),
         1,
         &cfg.cpus,
+        false,
     )?;
     let admin = stack
         .running

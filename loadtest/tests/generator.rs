@@ -152,6 +152,7 @@ fn the_fleet_mix_through_a_real_gateway_gets_exactly_the_decisions_it_expects() 
         "127.0.0.1:0".parse().unwrap(),
         1,
         &CpuPlan::default(),
+        false,
     )
     .unwrap();
     let host = stack.gateway.to_string();

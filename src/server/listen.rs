@@ -10,6 +10,24 @@
 
 use socket2::{Domain, Protocol, Socket, Type};
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// A handle that cancels a pending accept once `stop` is set (checked every 50 ms by a
+/// task on the current runtime). Cancelled rather than dropped, so no connection the
+/// kernel already handed over is lost.
+pub fn cancel_on_stop(stop: &Arc<AtomicBool>) -> monoio::io::CancelHandle {
+    let canceller = monoio::io::Canceller::new();
+    let handle = canceller.handle();
+    let watch = Arc::clone(stop);
+    monoio::spawn(async move {
+        while !watch.load(Ordering::Acquire) {
+            monoio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        let _ = canceller.cancel();
+    });
+    handle
+}
 
 pub fn bind_reuseport(
     addr: SocketAddr,

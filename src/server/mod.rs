@@ -204,17 +204,7 @@ async fn worker_loop<S, F>(
             return;
         }
     };
-    // A pending accept is cancelled (not dropped) when shutdown begins, so no connection
-    // the kernel already handed over is lost.
-    let canceller = monoio::io::Canceller::new();
-    let cancel = canceller.handle();
-    let watch = Arc::clone(&stop);
-    monoio::spawn(async move {
-        while !watch.load(Ordering::Acquire) {
-            monoio::time::sleep(Duration::from_millis(50)).await;
-        }
-        let _ = canceller.cancel();
-    });
+    let cancel = listen::cancel_on_stop(&stop);
     loop {
         match listener.cancelable_accept(cancel.clone()).await {
             Ok((stream, peer)) => {
