@@ -23,6 +23,8 @@ use ring::digest::{SHA256, digest};
 use rustc_hash::{FxHashMap, FxHashSet};
 
 pub const MAGIC: &[u8; 8] = b"PCLSBNDL";
+/// `Bundle::action_list` for an entity without a list of its own.
+const NO_LIST: u32 = u32::MAX;
 pub const FORMAT_MAJOR: u16 = 1;
 pub const FORMAT_MINOR: u16 = 0;
 /// Deepest expression or value nesting accepted (Cedar itself guards its stack too).
@@ -68,7 +70,11 @@ pub struct Bundle {
     string_ids: FxHashMap<Box<str>, StrId>,
     /// (descendant, ancestor) pairs of the transitive closure: `in` is one hash probe.
     ancestry: FxHashSet<u64>,
-    by_action: FxHashMap<EntityIdx, (Vec<u32>, Vec<u32>)>,
+    /// Candidate policies (forbids, permits) of each action that has a list.
+    by_action: Vec<(Vec<u32>, Vec<u32>)>,
+    /// Per entity, its index in `by_action` (`NO_LIST`: none): one load per decision
+    /// where a hash map cost a probe.
+    action_list: Vec<u32>,
     pub(crate) any_forbids: Vec<u32>,
     pub(crate) any_permits: Vec<u32>,
     tools: FxHashMap<Box<str>, usize>,
@@ -219,10 +225,15 @@ impl Bundle {
             list.iter()
                 .partition(|p| data.policies[**p as usize].effect == Effect::Forbid)
         };
+        let mut action_list = vec![NO_LIST; data.entities.len()];
         let by_action = data
             .by_action
             .iter()
-            .map(|(a, list)| (*a, split(list)))
+            .enumerate()
+            .map(|(i, (a, list))| {
+                action_list[*a as usize] = i as u32;
+                split(list)
+            })
             .collect();
         let (any_forbids, any_permits) = split(&data.any_action);
         let tools = data
@@ -251,6 +262,7 @@ impl Bundle {
             string_ids,
             ancestry,
             by_action,
+            action_list,
             any_forbids,
             any_permits,
             tools,
@@ -316,7 +328,10 @@ impl Bundle {
     }
 
     pub(crate) fn candidates(&self, action: EntityIdx) -> (&[u32], &[u32]) {
-        match self.by_action.get(&action) {
+        match self
+            .by_action
+            .get(self.action_list[action as usize] as usize)
+        {
             Some((f, p)) => (f, p),
             None => (&self.any_forbids, &self.any_permits),
         }

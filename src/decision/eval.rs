@@ -303,33 +303,33 @@ impl<'a> Env<'a> {
                     },
                 }
             }
-            Test::In(x, target) => match self.operand(x)? {
+            Test::In(x, target) => match self.operand_fast(x)? {
                 Val::Known(i) => Ok(i == target || self.b.is_ancestor(i, target)),
                 Val::Foreign(_) => Ok(false),
                 _ => Err(EvalError),
             },
-            Test::Is(x, ty) => match self.operand(x)? {
+            Test::Is(x, ty) => match self.operand_fast(x)? {
                 Val::Known(i) => Ok(self.b.data.entities[i as usize].ty == ty),
                 v => self.is_type(v, ty).and_then(bool_of),
             },
-            Test::Has(x, a) => self.has_attr(self.operand(x)?, a).and_then(bool_of),
-            Test::Eq(x, y) => Ok(self.eq(self.operand(x)?, self.operand(y)?)),
-            Test::Less(x, y) => match (self.operand(x)?, self.operand(y)?) {
+            Test::Has(x, a) => self.has_attr(self.operand_fast(x)?, a).and_then(bool_of),
+            Test::Eq(x, y) => Ok(self.eq(self.operand_fast(x)?, self.operand_fast(y)?)),
+            Test::Less(x, y) => match (self.operand_fast(x)?, self.operand_fast(y)?) {
                 (Val::Long(a), Val::Long(b)) => Ok(a < b),
                 _ => Err(EvalError),
             },
-            Test::LessEq(x, y) => match (self.operand(x)?, self.operand(y)?) {
+            Test::LessEq(x, y) => match (self.operand_fast(x)?, self.operand_fast(y)?) {
                 (Val::Long(a), Val::Long(b)) => Ok(a <= b),
                 _ => Err(EvalError),
             },
             Test::Contains(x, y) => {
-                let (x, y) = (self.operand(x)?, self.operand(y)?);
+                let (x, y) = (self.operand_fast(x)?, self.operand_fast(y)?);
                 match x.set() {
                     Some(s) => Ok(self.set_contains(s, y)),
                     None => Err(EvalError),
                 }
             }
-            Test::Bool(x) => bool_of(self.operand(x)?),
+            Test::Bool(x) => bool_of(self.operand_fast(x)?),
             Test::Ops { .. } | Test::Tree(_) => self.test_slow(ops, t),
         }
     }
@@ -351,6 +351,15 @@ impl<'a> Env<'a> {
             }
             Test::Tree(e) => bool_of(self.eval(e)?),
             _ => Err(EvalError),
+        }
+    }
+
+    /// A test's operand, a variable without a call.
+    #[inline(always)]
+    fn operand_fast(&self, o: Operand) -> R<Val<'a>> {
+        match o {
+            Operand::Var(v) => Ok(self.var(v)),
+            _ => self.operand(o),
         }
     }
 
