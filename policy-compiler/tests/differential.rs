@@ -7,7 +7,9 @@
 use cedar_policy::{
     Authorizer, Context as CContext, Entities, EntityUid as CUid, Request as CRequest, Schema,
 };
-use portcullis::decision::{Bundle, Context, EntityUid, OwnedContext, Request, Scratch};
+use portcullis::decision::{
+    Bundle, Context, CtxValue, EntityUid, OwnedContext, OwnedValue, Request, Scratch,
+};
 use portcullis_compile::{Options, Sources, compile, read_dir};
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
@@ -112,16 +114,60 @@ impl Oracle {
             context: &context,
         };
         let d = self.bundle.decide(&req, scratch);
-        let reason: BTreeSet<String> = scratch
-            .determining()
+        let names = |list: &[portcullis::decision::PolicyRef]| -> BTreeSet<String> {
+            list.iter()
+                .map(|p| self.bundle.policy_id(*p).to_owned())
+                .collect()
+        };
+        let reason = names(scratch.determining());
+        let errors = names(scratch.errored());
+        // The gateway's own forms (`CtxValue::Str`, `StrSet`, ...) take other paths through
+        // the evaluator than values parsed from JSON: in that form the same request must
+        // decide the same way.
+        let sets: Vec<Option<Vec<String>>> = owned
+            .attrs
             .iter()
-            .map(|p| self.bundle.policy_id(*p).to_owned())
+            .map(|(_, v)| match v {
+                OwnedValue::Set(items) => items
+                    .iter()
+                    .map(|i| match i {
+                        OwnedValue::Str(s) => Some(s.clone()),
+                        _ => None,
+                    })
+                    .collect(),
+                _ => None,
+            })
             .collect();
-        let errors: BTreeSet<String> = scratch
-            .errored()
+        let native: Vec<(&str, CtxValue<'_>)> = owned
+            .attrs
             .iter()
-            .map(|p| self.bundle.policy_id(*p).to_owned())
+            .zip(&sets)
+            .map(|((k, v), set)| {
+                let v = match (v, set) {
+                    (OwnedValue::Bool(b), _) => CtxValue::Bool(*b),
+                    (OwnedValue::Long(n), _) => CtxValue::Long(*n),
+                    (OwnedValue::Str(s), _) => CtxValue::Str(s),
+                    (_, Some(set)) => CtxValue::StrSet(set),
+                    (OwnedValue::Entity { ty, id }, _) => CtxValue::Entity(EntityUid { ty, id }),
+                    _ => CtxValue::Value(v),
+                };
+                (k.as_str(), v)
+            })
             .collect();
+        let native_ctx = Context::new(&native);
+        let d2 = self.bundle.decide(
+            &Request {
+                context: &native_ctx,
+                ..req
+            },
+            scratch,
+        );
+        let same_as_json =
+            d2 == d && names(scratch.determining()) == reason && names(scratch.errored()) == errors;
+        assert!(
+            same_as_json,
+            "native context decides otherwise than JSON on {what}\nrequest: {p:?} {a:?} {r:?} context {ctx}"
+        );
         assert!(
             c_allow == d.allow && c_reason == reason && c_errors == errors,
             "disagreement on {what}\nrequest: {p:?} {a:?} {r:?} context {ctx}\ncedar: allow={c_allow} reason={c_reason:?} errors={c_errors:?}\ntable: allow={} reason={reason:?} errors={errors:?}\npolicies:\n{}",

@@ -16,12 +16,15 @@
 //! or newer-major file is refused with a reason and never half-loaded. A newer *minor*
 //! version loads (additions are backwards compatible by rule).
 
-use super::ir::{BundleData, ConstValue, Effect, EntityIdx, Expr, StrId, TypeId};
+use super::ir::{BundleData, ConstValue, Effect, EntityIdx, Expr, StrId, ValueId};
 use super::registry::{PurposeProfile, ToolSpec};
+use super::uids::UidIndex;
 use ring::digest::{SHA256, digest};
 use rustc_hash::{FxHashMap, FxHashSet};
 
 pub const MAGIC: &[u8; 8] = b"PCLSBNDL";
+/// `Bundle::action_list` for an entity without a list of its own.
+const NO_LIST: u32 = u32::MAX;
 pub const FORMAT_MAJOR: u16 = 1;
 pub const FORMAT_MINOR: u16 = 0;
 /// Deepest expression or value nesting accepted (Cedar itself guards its stack too).
@@ -63,18 +66,24 @@ pub struct BundleMeta {
 pub struct Bundle {
     pub(crate) data: BundleData,
     meta: BundleMeta,
-    type_ids: FxHashMap<Box<str>, TypeId>,
-    entity_ids: Vec<FxHashMap<Box<str>, EntityIdx>>,
+    uids: UidIndex,
     string_ids: FxHashMap<Box<str>, StrId>,
     /// (descendant, ancestor) pairs of the transitive closure: `in` is one hash probe.
     ancestry: FxHashSet<u64>,
-    by_action: FxHashMap<EntityIdx, (Vec<u32>, Vec<u32>)>,
+    /// Candidate policies (forbids, permits) of each action that has a list.
+    by_action: Vec<(Vec<u32>, Vec<u32>)>,
+    /// Per entity, its index in `by_action` (`NO_LIST`: none): one load per decision
+    /// where a hash map cost a probe.
+    action_list: Vec<u32>,
     pub(crate) any_forbids: Vec<u32>,
     pub(crate) any_permits: Vec<u32>,
     tools: FxHashMap<Box<str>, usize>,
     purposes: FxHashMap<Box<str>, usize>,
-    /// Each policy's conditions as a program (`None`: evaluated by walking the tree).
-    pub(crate) programs: Vec<Option<super::vm::Program>>,
+    /// Each policy's conditions as the evaluator runs them.
+    pub(crate) programs: Vec<super::vm::Program>,
+    /// Per pool value, the first value equal to it if it is a scalar (itself otherwise):
+    /// two scalars are equal exactly when their canonical ids are.
+    pub(crate) canon: Vec<ValueId>,
 }
 
 impl std::fmt::Debug for Bundle {
@@ -186,6 +195,7 @@ impl Bundle {
         let data: BundleData = postcard::from_bytes(payload)
             .map_err(|e| BundleError::Malformed(format!("payload does not decode: {e}")))?;
         validate(&data)?;
+        let uids = UidIndex::build(&data).map_err(BundleError::Malformed)?;
         let meta = BundleMeta {
             version: data.meta.version.clone(),
             digest_hex: hex(&recorded),
@@ -195,22 +205,12 @@ impl Bundle {
             format: (major, minor),
             counts: data.meta.counts.clone(),
         };
-        Ok(Bundle::index(data, meta))
+        Ok(Bundle::index(data, meta, uids))
     }
 
-    fn index(data: BundleData, meta: BundleMeta) -> Bundle {
-        let type_ids = data
-            .types
-            .iter()
-            .enumerate()
-            .map(|(i, t)| (t.as_str().into(), i as TypeId))
-            .collect();
-        let mut entity_ids: Vec<FxHashMap<Box<str>, EntityIdx>> =
-            vec![FxHashMap::default(); data.types.len()];
+    fn index(data: BundleData, meta: BundleMeta, uids: UidIndex) -> Bundle {
         let mut ancestry = FxHashSet::default();
         for (i, e) in data.entities.iter().enumerate() {
-            entity_ids[e.ty as usize]
-                .insert(data.strings[e.id as usize].as_str().into(), i as EntityIdx);
             for a in &e.ancestors {
                 ancestry.insert(pair(i as EntityIdx, *a));
             }
@@ -225,10 +225,15 @@ impl Bundle {
             list.iter()
                 .partition(|p| data.policies[**p as usize].effect == Effect::Forbid)
         };
+        let mut action_list = vec![NO_LIST; data.entities.len()];
         let by_action = data
             .by_action
             .iter()
-            .map(|(a, list)| (*a, split(list)))
+            .enumerate()
+            .map(|(i, (a, list))| {
+                action_list[*a as usize] = i as u32;
+                split(list)
+            })
             .collect();
         let (any_forbids, any_permits) = split(&data.any_action);
         let tools = data
@@ -246,16 +251,18 @@ impl Bundle {
         let programs = data
             .policies
             .iter()
-            .map(|p| super::vm::compile(&data.exprs, p))
+            .map(|p| super::vm::compile(&data, p))
             .collect();
+        let canon = canonical_values(&data);
         Bundle {
+            canon,
             data,
             meta,
-            type_ids,
-            entity_ids,
+            uids,
             string_ids,
             ancestry,
             by_action,
+            action_list,
             any_forbids,
             any_permits,
             tools,
@@ -300,30 +307,60 @@ impl Bundle {
         self.data.policies.len()
     }
 
+    #[inline]
     pub(crate) fn lookup_entity(&self, ty: &str, id: &str) -> Option<EntityIdx> {
-        // A bundle has a handful of entity types: comparing names beats hashing them.
-        let t = if self.data.types.len() <= 16 {
-            self.data.types.iter().position(|t| t == ty)? as TypeId
-        } else {
-            *self.type_ids.get(ty)?
-        };
-        self.entity_ids[t as usize].get(id).copied()
+        self.uids.get(ty, id)
     }
 
     pub(crate) fn string_id(&self, s: &str) -> Option<StrId> {
         self.string_ids.get(s).copied()
     }
 
+    #[inline]
     pub(crate) fn is_ancestor(&self, entity: EntityIdx, ancestor: EntityIdx) -> bool {
-        self.ancestry.contains(&pair(entity, ancestor))
+        // Most entities have a few ancestors: scanning them beats hashing the pair.
+        let list = &self.data.entities[entity as usize].ancestors;
+        if list.len() <= 8 {
+            list.contains(&ancestor)
+        } else {
+            self.ancestry.contains(&pair(entity, ancestor))
+        }
     }
 
     pub(crate) fn candidates(&self, action: EntityIdx) -> (&[u32], &[u32]) {
-        match self.by_action.get(&action) {
+        match self
+            .by_action
+            .get(self.action_list[action as usize] as usize)
+        {
             Some((f, p)) => (f, p),
             None => (&self.any_forbids, &self.any_permits),
         }
     }
+}
+
+/// See `Bundle::canon`. The compiler already pools equal values once, but the loader
+/// does not rely on it: a bundle that repeats one stays exact.
+fn canonical_values(data: &BundleData) -> Vec<ValueId> {
+    #[derive(PartialEq, Eq, Hash)]
+    enum Scalar<'d> {
+        Bool(bool),
+        Long(i64),
+        Str(&'d str),
+        Entity(EntityIdx),
+    }
+    let mut first: FxHashMap<Scalar<'_>, ValueId> = FxHashMap::default();
+    (0..data.values.len() as ValueId)
+        .map(|i| {
+            let key = match &data.values[i as usize] {
+                ConstValue::Bool(b) => Scalar::Bool(*b),
+                ConstValue::Long(n) => Scalar::Long(*n),
+                ConstValue::Str(s) => Scalar::Str(&data.strings[*s as usize]),
+                ConstValue::Entity(e) => Scalar::Entity(*e),
+                ConstValue::Set(_) | ConstValue::Record(_) => return i,
+            };
+            *first.entry(key).or_insert(i)
+        })
+        .collect()
 }
 
 fn pair(a: EntityIdx, b: EntityIdx) -> u64 {

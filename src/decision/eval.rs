@@ -8,7 +8,8 @@
 use super::bundle::Bundle;
 use super::context::{CtxValue, EntityUid, OwnedValue, Request};
 use super::ir::{BinOp, ConstValue, EntityIdx, Expr, ExprId, PatElem, StrId, ValueId, Var};
-use super::vm::{Op, STACK};
+use super::uids::str_eq;
+use super::vm::{Cmp, Op, Operand, STACK, Test};
 use bumpalo::Bump;
 use std::cell::Cell;
 
@@ -139,12 +140,21 @@ impl<'a> Val<'a> {
     }
 }
 
+#[inline]
+fn bool_of(v: Val<'_>) -> R<bool> {
+    match v {
+        Val::Bool(b) => Ok(b),
+        _ => Err(EvalError),
+    }
+}
+
 /// Everything one decision reads.
 struct Env<'a> {
     b: &'a Bundle,
-    principal: Ent<'a>,
-    action: Ent<'a>,
-    resource: Ent<'a>,
+    // Held as values, ready to push: `var` is then a copy.
+    principal: Val<'a>,
+    action: Val<'a>,
+    resource: Val<'a>,
     context: &'a [(&'a str, CtxValue<'a>)],
     bump: &'a Bump,
     /// Where each context attribute (by interned name) was found last time: a gateway
@@ -171,36 +181,27 @@ impl Bundle {
                 .ctx_hint
                 .resize_with(self.data.strings.len(), || Cell::new(0));
         }
+        let action = self.resolve(&req.action);
         let env = Env {
             b: self,
-            principal: self.resolve(&req.principal),
-            action: self.resolve(&req.action),
-            resource: self.resolve(&req.resource),
+            principal: Val::from_ent(self.resolve(&req.principal)),
+            action: Val::from_ent(action),
+            resource: Val::from_ent(self.resolve(&req.resource)),
             context: req.context.attrs,
             bump: &scratch.bump,
             ctx_hint: &scratch.ctx_hint,
         };
-        let (forbids, permits) = match env.action {
+        let (forbids, permits) = match action {
             Ent::Known(i) => self.candidates(i),
             Ent::Foreign(..) => (&self.any_forbids[..], &self.any_permits[..]),
         };
-        for &p in forbids {
-            match env.satisfied(p) {
-                Ok(true) => scratch.determining.push(PolicyRef(p)),
-                Ok(false) => {}
-                Err(_) => scratch.errored.push(PolicyRef(p)),
-            }
-        }
-        let denied = !scratch.determining.is_empty();
-        if !denied || scratch.collect_all_errors {
-            for &p in permits {
-                match env.satisfied(p) {
-                    Ok(true) if !denied => scratch.determining.push(PolicyRef(p)),
-                    Ok(_) => {}
-                    Err(_) => scratch.errored.push(PolicyRef(p)),
-                }
-            }
-        }
+        let denied = env.evaluate(
+            forbids,
+            permits,
+            &mut scratch.determining,
+            &mut scratch.errored,
+            scratch.collect_all_errors,
+        );
         let allow = !denied && !scratch.determining.is_empty();
         Decision {
             allow,
@@ -210,25 +211,168 @@ impl Bundle {
 }
 
 impl<'a> Env<'a> {
-    fn satisfied(&self, p: u32) -> R<bool> {
-        if let Some(prog) = &self.b.programs[p as usize] {
-            // Most conditions need a few slots; zeroing a 32-slot stack (768 bytes) for
-            // each was a large share of a small policy's cost.
-            return if prog.max_stack <= SMALL_STACK {
-                self.run::<SMALL_STACK>(&prog.ops)
-            } else {
-                self.run::<STACK>(&prog.ops)
+    /// Evaluates the `forbid`s, then (unless one held and errors need not be complete)
+    /// the `permit`s; returns whether a `forbid` held. One loop over both lists, so the
+    /// inlined policy evaluation, and its loading of the request's values, happen once
+    /// per decision rather than once per policy.
+    fn evaluate(
+        &self,
+        forbids: &[u32],
+        permits: &[u32],
+        determining: &mut Vec<PolicyRef>,
+        errored: &mut Vec<PolicyRef>,
+        collect_all_errors: bool,
+    ) -> bool {
+        let (mut list, mut on_permits, mut denied) = (forbids, false, false);
+        let mut i = 0;
+        loop {
+            let Some(&p) = list.get(i) else {
+                if on_permits {
+                    return denied;
+                }
+                denied = !determining.is_empty();
+                if denied && !collect_all_errors {
+                    return true;
+                }
+                (list, on_permits, i) = (permits, true, 0);
+                continue;
             };
+            i += 1;
+            match self.satisfied(p) {
+                Ok(true) if !denied => determining.push(PolicyRef(p)),
+                Ok(_) => {}
+                Err(_) => errored.push(PolicyRef(p)),
+            }
         }
-        let policy = &self.b.data.policies[p as usize];
-        for &c in &policy.conditions {
-            match self.eval(c)? {
-                Val::Bool(true) => {}
-                Val::Bool(false) => return Ok(false),
-                _ => return Err(EvalError),
+    }
+
+    #[inline(always)]
+    fn satisfied(&self, p: u32) -> R<bool> {
+        let prog = &self.b.programs[p as usize];
+        for c in &prog.checks {
+            if self.test(&prog.ops, &c.test)? == c.negate {
+                return Ok(false);
             }
         }
         Ok(true)
+    }
+
+    /// One conjunct's value. Inlined into `satisfied` with its operands: a call and a
+    /// `Result` in memory per operand were most of a small policy's cost.
+    #[inline(always)]
+    fn test(&self, ops: &[Op], t: &Test) -> R<bool> {
+        match *t {
+            Test::AttrEqLit(v, a, l) => Ok(self.value_eq(self.attr_id(v, a)?, l)),
+            Test::AttrEqVar(v, a, w) => {
+                let x = self.attr_id(v, a)?;
+                match (&self.b.data.values[x as usize], self.var(w)) {
+                    (ConstValue::Entity(e), Val::Known(i)) => Ok(*e == i),
+                    (_, y) => Ok(self.eq(self.pool(x), y)),
+                }
+            }
+            Test::AttrEqAttr(v, a, w, b) => {
+                let x = self.attr_id(v, a)?;
+                Ok(self.value_eq(x, self.attr_id(w, b)?))
+            }
+            Test::CtxEqStr(a, lit) => match self.ctx_field(self.context, a).ok_or(EvalError)? {
+                CtxValue::Str(x) => Ok(str_eq(x, self.str(lit))),
+                v => Ok(self.eq(self.ctx(v), Val::Str(self.str(lit)))),
+            },
+            Test::CtxLong(a, cmp, n) => {
+                let x = match self.ctx_field(self.context, a).ok_or(EvalError)? {
+                    CtxValue::Long(x) => *x,
+                    v => match self.ctx(v) {
+                        Val::Long(x) => x,
+                        _ => return Err(EvalError),
+                    },
+                };
+                Ok(match cmp {
+                    Cmp::Less => x < n,
+                    Cmp::LessEq => x <= n,
+                    Cmp::Greater => x > n,
+                    Cmp::GreaterEq => x >= n,
+                })
+            }
+            Test::CtxContainsStr(a, lit) => {
+                let lit = self.str(lit);
+                match self.ctx_field(self.context, a).ok_or(EvalError)? {
+                    CtxValue::StrSet(items) => Ok(items.iter().any(|i| str_eq(i, lit))),
+                    v => match self.ctx(v).set() {
+                        Some(set) => Ok(self.set_contains(set, Val::Str(lit))),
+                        None => Err(EvalError),
+                    },
+                }
+            }
+            Test::In(x, target) => match self.operand_fast(x)? {
+                Val::Known(i) => Ok(i == target || self.b.is_ancestor(i, target)),
+                Val::Foreign(_) => Ok(false),
+                _ => Err(EvalError),
+            },
+            Test::Is(x, ty) => match self.operand_fast(x)? {
+                Val::Known(i) => Ok(self.b.data.entities[i as usize].ty == ty),
+                v => self.is_type(v, ty).and_then(bool_of),
+            },
+            Test::Has(x, a) => self.has_attr(self.operand_fast(x)?, a).and_then(bool_of),
+            Test::Eq(x, y) => Ok(self.eq(self.operand_fast(x)?, self.operand_fast(y)?)),
+            Test::Less(x, y) => match (self.operand_fast(x)?, self.operand_fast(y)?) {
+                (Val::Long(a), Val::Long(b)) => Ok(a < b),
+                _ => Err(EvalError),
+            },
+            Test::LessEq(x, y) => match (self.operand_fast(x)?, self.operand_fast(y)?) {
+                (Val::Long(a), Val::Long(b)) => Ok(a <= b),
+                _ => Err(EvalError),
+            },
+            Test::Contains(x, y) => {
+                let (x, y) = (self.operand_fast(x)?, self.operand_fast(y)?);
+                match x.set() {
+                    Some(s) => Ok(self.set_contains(s, y)),
+                    None => Err(EvalError),
+                }
+            }
+            Test::Bool(x) => bool_of(self.operand_fast(x)?),
+            Test::Ops { .. } | Test::Tree(_) => self.test_slow(ops, t),
+        }
+    }
+
+    /// The conjuncts that are programs or trees, out of line so their stacks do not
+    /// enlarge every policy's frame.
+    #[inline(never)]
+    fn test_slow(&self, ops: &[Op], t: &Test) -> R<bool> {
+        match *t {
+            Test::Ops { start, end, stack } => {
+                let ops = &ops[start as usize..end as usize];
+                // Most conditions need a few slots; zeroing a 32-slot stack (768 bytes)
+                // for each was a large share of a small policy's cost.
+                if stack as usize <= SMALL_STACK {
+                    self.run::<SMALL_STACK>(ops)
+                } else {
+                    self.run::<STACK>(ops)
+                }
+            }
+            Test::Tree(e) => bool_of(self.eval(e)?),
+            _ => Err(EvalError),
+        }
+    }
+
+    /// A test's operand, a variable without a call.
+    #[inline(always)]
+    fn operand_fast(&self, o: Operand) -> R<Val<'a>> {
+        match o {
+            Operand::Var(v) => Ok(self.var(v)),
+            _ => self.operand(o),
+        }
+    }
+
+    /// A test's operand: one body, with the context and entity attribute paths inlined.
+    #[inline(never)]
+    fn operand(&self, o: Operand) -> R<Val<'a>> {
+        match o {
+            Operand::Var(v) => Ok(self.var(v)),
+            Operand::Attr(Var::Context, a) => self.ctx_get(self.context, a).ok_or(EvalError),
+            Operand::Attr(v, a) => self.get_attr(self.var(v), a),
+            Operand::Path(v, a, b) => self.get_attr(self.get_attr(self.var(v), a)?, b),
+            Operand::Lit(v) => Ok(self.pool(v)),
+        }
     }
 
     #[inline]
@@ -262,15 +406,24 @@ impl<'a> Env<'a> {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     fn ctx(&self, v: &'a CtxValue<'a>) -> Val<'a> {
         match v {
             CtxValue::Bool(b) => Val::Bool(*b),
             CtxValue::Long(n) => Val::Long(*n),
             CtxValue::Str(s) => Val::Str(s),
             CtxValue::StrSet(s) => Val::SetStrs(s),
+            _ => self.ctx_slow(v),
+        }
+    }
+
+    /// Context values that need a lookup or a conversion.
+    #[inline(never)]
+    fn ctx_slow(&self, v: &'a CtxValue<'a>) -> Val<'a> {
+        match v {
             CtxValue::Entity(uid) => Val::from_ent(self.b.resolve(uid)),
             CtxValue::Value(v) => self.owned(v),
+            _ => self.ctx(v),
         }
     }
 
@@ -296,7 +449,7 @@ impl<'a> Env<'a> {
     fn set_contains(&self, s: SetV<'a>, x: Val<'a>) -> bool {
         match (s, x) {
             // The gateway's `context.data_classes.contains("...")`: plain string compares.
-            (SetV::Strs(items), Val::Str(x)) => items.iter().any(|v| v == x),
+            (SetV::Strs(items), Val::Str(x)) => items.iter().any(|v| str_eq(v, x)),
             _ => self.set_any(s, |v| self.eq(v, x)),
         }
     }
@@ -316,21 +469,78 @@ impl<'a> Env<'a> {
     }
 
     /// The context attribute named `id`, remembering where it was.
-    #[inline]
+    #[inline(always)]
     fn ctx_get(&self, fields: &'a [(&'a str, CtxValue<'a>)], id: StrId) -> Option<Val<'a>> {
+        self.ctx_field(fields, id).map(|v| self.ctx(v))
+    }
+
+    /// The context attribute named `id`, as the caller gave it.
+    #[inline(always)]
+    fn ctx_field(
+        &self,
+        fields: &'a [(&'a str, CtxValue<'a>)],
+        id: StrId,
+    ) -> Option<&'a CtxValue<'a>> {
         let name = self.str(id);
         let hint = &self.ctx_hint[id as usize];
-        let h = hint.get() as usize;
-        if let Some((k, v)) = fields.get(h)
-            && *k == name
+        if let Some((k, v)) = fields.get(hint.get() as usize)
+            && str_eq(k, name)
         {
-            return Some(self.ctx(v));
+            return Some(v);
         }
-        let i = fields.iter().position(|(k, _)| *k == name)?;
+        self.ctx_search(fields, name, hint)
+    }
+
+    #[inline(never)]
+    fn ctx_search(
+        &self,
+        fields: &'a [(&'a str, CtxValue<'a>)],
+        name: &str,
+        hint: &Cell<u8>,
+    ) -> Option<&'a CtxValue<'a>> {
+        let i = fields.iter().position(|(k, _)| str_eq(k, name))?;
         if i < 256 {
             hint.set(i as u8);
         }
-        Some(self.ctx(&fields[i].1))
+        Some(&fields[i].1)
+    }
+
+    /// An entity variable's attribute, as the pool value it is.
+    #[inline(always)]
+    fn attr_id(&self, v: Var, attr: StrId) -> R<ValueId> {
+        match self.var(v) {
+            Val::Known(i) => self.entity_attr_id(i, attr),
+            // A foreign entity has no attributes (and `v` is never the context).
+            _ => Err(EvalError),
+        }
+    }
+
+    #[inline(always)]
+    fn entity_attr_id(&self, i: EntityIdx, attr: StrId) -> R<ValueId> {
+        let ent = &self.b.data.entities[i as usize];
+        if !ent.exists {
+            return Err(EvalError);
+        }
+        match ent.attrs.binary_search_by_key(&attr, |(k, _)| *k) {
+            Ok(k) => Ok(ent.attrs[k].1),
+            Err(_) => Err(EvalError),
+        }
+    }
+
+    /// `==` of two pool values: canonical ids settle every pair of scalars.
+    #[inline(always)]
+    fn value_eq(&self, x: ValueId, y: ValueId) -> bool {
+        let b = self.b;
+        if b.canon[x as usize] == b.canon[y as usize] {
+            return true;
+        }
+        let compound = |v: ValueId| {
+            matches!(
+                b.data.values[v as usize],
+                ConstValue::Set(_) | ConstValue::Record(_)
+            )
+        };
+        (compound(x) || compound(y)) && self.eq(self.pool(x), self.pool(y))
     }
 
     /// A record field by name; `id` is the name's interned id when the caller has it
@@ -386,7 +596,7 @@ impl<'a> Env<'a> {
         match (a, b) {
             (Val::Bool(x), Val::Bool(y)) => x == y,
             (Val::Long(x), Val::Long(y)) => x == y,
-            (Val::Str(x), Val::Str(y)) => x == y,
+            (Val::Str(x), Val::Str(y)) => str_eq(x, y),
             (Val::Known(x), Val::Known(y)) => x == y,
             _ => self.eq_slow(a, b),
         }
@@ -423,35 +633,36 @@ impl<'a> Env<'a> {
     #[inline]
     fn var(&self, v: Var) -> Val<'a> {
         match v {
-            Var::Principal => Val::from_ent(self.principal),
-            Var::Action => Val::from_ent(self.action),
-            Var::Resource => Val::from_ent(self.resource),
+            Var::Principal => self.principal,
+            Var::Action => self.action,
+            Var::Resource => self.resource,
             Var::Context => Val::RecCtx(self.context),
         }
     }
 
     /// `x.attr` for an evaluated `x`.
-    #[inline]
+    #[inline(always)]
     fn get_attr(&self, x: Val<'a>, attr: StrId) -> R<Val<'a>> {
         match x {
+            Val::Known(i) => self.entity_attr(i, attr),
             Val::RecCtx(f) if std::ptr::eq(f, self.context) => {
                 self.ctx_get(f, attr).ok_or(EvalError)
             }
-            Val::Known(i) => {
-                let ent = &self.b.data.entities[i as usize];
-                if !ent.exists {
-                    return Err(EvalError);
-                }
-                let k = ent
-                    .attrs
-                    .binary_search_by_key(&attr, |(k, _)| *k)
-                    .map_err(|_| EvalError)?;
-                Ok(self.pool(ent.attrs[k].1))
-            }
-            _ => match x.rec() {
-                Some(r) => self.rec_get(r, self.str(attr), Some(attr)).ok_or(EvalError),
-                None => Err(EvalError),
-            },
+            _ => self.get_attr_slow(x, attr),
+        }
+    }
+
+    #[inline(always)]
+    fn entity_attr(&self, i: EntityIdx, attr: StrId) -> R<Val<'a>> {
+        self.entity_attr_id(i, attr).map(|v| self.pool(v))
+    }
+
+    /// Attributes of records other than the request's context.
+    #[inline(never)]
+    fn get_attr_slow(&self, x: Val<'a>, attr: StrId) -> R<Val<'a>> {
+        match x.rec() {
+            Some(r) => self.rec_get(r, self.str(attr), Some(attr)).ok_or(EvalError),
+            None => Err(EvalError),
         }
     }
 

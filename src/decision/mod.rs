@@ -1,6 +1,7 @@
 //! The compiled decision table: the IR (`ir`), the bundle file and its loader (`bundle`),
-//! the evaluator (`eval`), request data (`context`) and the tool registry and purpose
-//! profiles the bundle carries (`registry`).
+//! the entity index (`uids`), the evaluator (`eval`) and its programs (`vm`), request
+//! data (`context`) and the tool registry and purpose profiles the bundle carries
+//! (`registry`).
 //!
 //! The gateway's use, per call, without heap allocation:
 //!
@@ -25,6 +26,7 @@ pub mod context;
 pub mod eval;
 pub mod ir;
 pub mod registry;
+pub mod uids;
 pub mod vm;
 
 pub use bundle::{Bundle, BundleError, BundleMeta};

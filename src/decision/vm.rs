@@ -1,11 +1,17 @@
-//! Policy conditions as straight-line programs for a small stack machine, built from the
-//! expression tree when a bundle is loaded. Walking the tree costs a recursive call, a
-//! large stack frame and a `Result` per node; a program costs one dispatch per step, with
-//! `&&`, `||` and `if` as jumps. Anything uncommon (set and record literals, `like`)
-//! stays a single step that evaluates its subtree with the tree walker, so both paths
-//! share one definition of every operator.
+//! Policy conditions as the evaluator runs them, built from the expression tree when a
+//! bundle is loaded. A policy is a conjunction: its scope constraints, `when` bodies and
+//! negated `unless` bodies, with top-level `&&` (and, negated, `||`) split further, in
+//! evaluation order. Each conjunct is a `Test`: the common shapes (`x in Entity`,
+//! `x is T`, `x has a`, `x == y`, `x < y`, `x.contains(y)` over variables, attributes
+//! and literals) are single steps with no stack; anything else is a straight-line
+//! program for a small stack machine (one dispatch per step, `&&`, `||` and `if` as
+//! jumps), and a program too deep for its stack is walked as a tree. Rare constructs
+//! inside a program (set and record literals, `like`) are one step that walks their
+//! subtree, so every path shares one definition of every operator.
 
-use super::ir::{BinOp, EntityIdx, Expr, ExprId, PolicyData, StrId, TypeId, ValueId, Var};
+use super::ir::{
+    BinOp, BundleData, ConstValue, EntityIdx, Expr, ExprId, PolicyData, StrId, TypeId, ValueId, Var,
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Op {
@@ -41,11 +47,77 @@ pub enum Op {
     Require,
 }
 
-/// A policy's conditions as one program, and the deepest stack it needs.
+/// A value a test reads: no step of its own, no stack.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Operand {
+    Var(Var),
+    /// `var.a`
+    Attr(Var, StrId),
+    /// `var.a.b`
+    Path(Var, StrId, StrId),
+    Lit(ValueId),
+}
+
+/// How a context attribute is compared with an integer literal: `context.a OP n`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cmp {
+    Less,
+    LessEq,
+    Greater,
+    GreaterEq,
+}
+
+/// One conjunct, evaluating to a bool or an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Test {
+    // The commonest shapes of all, read without building values:
+    /// `var.a == literal` for an entity variable: its attribute is a pool value, so
+    /// equal scalars are one comparison of canonical ids.
+    AttrEqLit(Var, StrId, ValueId),
+    /// `var.a == other` (ReBAC: `resource.owner == principal`).
+    AttrEqVar(Var, StrId, Var),
+    /// `var.a == other.b`, both entity variables (`principal.tenant == resource.tenant`).
+    AttrEqAttr(Var, StrId, Var, StrId),
+    /// `context.a == "literal"`
+    CtxEqStr(StrId, StrId),
+    /// `context.a OP n`
+    CtxLong(StrId, Cmp, i64),
+    /// `context.a.contains("literal")`
+    CtxContainsStr(StrId, StrId),
+    // The common shapes over any operands:
+    /// `x in Entity::"literal"`
+    In(Operand, EntityIdx),
+    Is(Operand, TypeId),
+    Has(Operand, StrId),
+    Eq(Operand, Operand),
+    Less(Operand, Operand),
+    LessEq(Operand, Operand),
+    /// `x.contains(y)`
+    Contains(Operand, Operand),
+    /// An operand that must itself be a bool.
+    Bool(Operand),
+    /// `ops[start..end]`, needing `stack` slots.
+    Ops {
+        start: u32,
+        end: u32,
+        stack: u32,
+    },
+    /// Walked as a tree: too deep for a program's stack.
+    Tree(ExprId),
+}
+
+/// A conjunct: the policy goes on only if the test is `true` (`false` when negated).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Check {
+    pub test: Test,
+    pub negate: bool,
+}
+
+/// A policy's conditions, and the step programs of the conjuncts that need them.
 #[derive(Debug, Clone, Default)]
 pub struct Program {
+    pub checks: Vec<Check>,
     pub ops: Vec<Op>,
-    pub max_stack: usize,
 }
 
 /// Stack slots available to a program; deeper programs fall back to the tree walker.
@@ -160,20 +232,131 @@ impl Emitter<'_> {
     }
 }
 
-/// Compiles a policy's conditions; `None` when it needs more stack than `STACK`.
-pub fn compile(exprs: &[Expr], p: &PolicyData) -> Option<Program> {
-    let mut em = Emitter {
-        exprs,
-        ops: Vec::new(),
-        depth: 0,
-        max: 0,
-    };
-    for &c in &p.conditions {
-        em.emit(c);
-        em.push(Op::Require, -1);
+/// Splits `e` (negated if `negate`) into the conjuncts it requires, in evaluation order.
+/// `a && b` requires `a` then `b`: an error or non-bool in `a` is the conjunction's, a
+/// false `a` ends it before `b`, and a non-bool `b` is an error either way. Negated,
+/// `!(a || b)` is `!a` then `!b` on the same reasoning, and `!x` flips the sign (a
+/// non-bool `x` errors either way).
+fn conjuncts(exprs: &[Expr], e: ExprId, negate: bool, out: &mut Vec<(ExprId, bool)>) {
+    match exprs[e as usize] {
+        Expr::And(l, r) if !negate => {
+            conjuncts(exprs, l, false, out);
+            conjuncts(exprs, r, false, out);
+        }
+        Expr::Or(l, r) if negate => {
+            conjuncts(exprs, l, true, out);
+            conjuncts(exprs, r, true, out);
+        }
+        Expr::Not(x) => conjuncts(exprs, x, !negate, out),
+        _ => out.push((e, negate)),
     }
-    (em.max <= STACK).then_some(Program {
-        ops: em.ops,
-        max_stack: em.max,
+}
+
+fn operand(exprs: &[Expr], e: ExprId) -> Option<Operand> {
+    Some(match exprs[e as usize] {
+        Expr::Var(v) => Operand::Var(v),
+        Expr::VarAttr(v, a) => Operand::Attr(v, a),
+        Expr::GetAttr(x, b) => match exprs[x as usize] {
+            Expr::VarAttr(v, a) => Operand::Path(v, a, b),
+            _ => return None,
+        },
+        Expr::Lit(v) => Operand::Lit(v),
+        _ => return None,
     })
+}
+
+/// `test` narrowed to a form that reads no `Val`, where one applies.
+fn special(d: &BundleData, t: Test) -> Test {
+    let lit = |v: ValueId| &d.values[v as usize];
+    let long = |v: ValueId| match lit(v) {
+        ConstValue::Long(n) => Some(*n),
+        _ => None,
+    };
+    let entity = |v: Var| v != Var::Context;
+    match t {
+        Test::Eq(Operand::Attr(v, a), Operand::Lit(l))
+        | Test::Eq(Operand::Lit(l), Operand::Attr(v, a)) => match lit(l) {
+            ConstValue::Str(s) if v == Var::Context => Test::CtxEqStr(a, *s),
+            _ if entity(v) => Test::AttrEqLit(v, a, l),
+            _ => t,
+        },
+        Test::Eq(Operand::Attr(v, a), Operand::Var(w))
+        | Test::Eq(Operand::Var(w), Operand::Attr(v, a))
+            if entity(v) && entity(w) =>
+        {
+            Test::AttrEqVar(v, a, w)
+        }
+        Test::Eq(Operand::Attr(v, a), Operand::Attr(w, b)) if entity(v) && entity(w) => {
+            Test::AttrEqAttr(v, a, w, b)
+        }
+        Test::Less(Operand::Attr(Var::Context, a), Operand::Lit(l)) => {
+            long(l).map_or(t, |n| Test::CtxLong(a, Cmp::Less, n))
+        }
+        Test::LessEq(Operand::Attr(Var::Context, a), Operand::Lit(l)) => {
+            long(l).map_or(t, |n| Test::CtxLong(a, Cmp::LessEq, n))
+        }
+        Test::Less(Operand::Lit(l), Operand::Attr(Var::Context, a)) => {
+            long(l).map_or(t, |n| Test::CtxLong(a, Cmp::Greater, n))
+        }
+        Test::LessEq(Operand::Lit(l), Operand::Attr(Var::Context, a)) => {
+            long(l).map_or(t, |n| Test::CtxLong(a, Cmp::GreaterEq, n))
+        }
+        Test::Contains(Operand::Attr(Var::Context, a), Operand::Lit(l)) => match lit(l) {
+            ConstValue::Str(s) => Test::CtxContainsStr(a, *s),
+            _ => t,
+        },
+        _ => t,
+    }
+}
+
+/// The single-step test for `e`, if it has one of the common shapes.
+fn test(exprs: &[Expr], e: ExprId) -> Option<Test> {
+    let op = |x: ExprId| operand(exprs, x);
+    Some(match exprs[e as usize] {
+        Expr::InEntity(x, t) => Test::In(op(x)?, t),
+        Expr::VarIs(v, t) => Test::Is(Operand::Var(v), t),
+        Expr::Is(x, t) => Test::Is(op(x)?, t),
+        Expr::VarHas(v, a) => Test::Has(Operand::Var(v), a),
+        Expr::HasAttr(x, a) => Test::Has(op(x)?, a),
+        Expr::EqLit(x, v) => Test::Eq(op(x)?, Operand::Lit(v)),
+        Expr::Bin(BinOp::Eq, x, y) => Test::Eq(op(x)?, op(y)?),
+        Expr::Bin(BinOp::Less, x, y) => Test::Less(op(x)?, op(y)?),
+        Expr::Bin(BinOp::LessEq, x, y) => Test::LessEq(op(x)?, op(y)?),
+        Expr::Bin(BinOp::Contains, x, y) => Test::Contains(op(x)?, op(y)?),
+        _ => Test::Bool(op(e)?),
+    })
+}
+
+/// Compiles a policy's conditions.
+pub fn compile(d: &BundleData, p: &PolicyData) -> Program {
+    let exprs = &d.exprs[..];
+    let mut parts = Vec::new();
+    for &c in &p.conditions {
+        conjuncts(exprs, c, false, &mut parts);
+    }
+    let mut prog = Program::default();
+    for (e, negate) in parts {
+        let test = test(exprs, e).map(|t| special(d, t)).unwrap_or_else(|| {
+            let mut em = Emitter {
+                exprs,
+                ops: Vec::new(),
+                depth: 0,
+                max: 0,
+            };
+            em.emit(e);
+            em.push(Op::Require, -1);
+            if em.max > STACK {
+                return Test::Tree(e);
+            }
+            let start = prog.ops.len() as u32;
+            prog.ops.extend(em.ops);
+            Test::Ops {
+                start,
+                end: prog.ops.len() as u32,
+                stack: em.max as u32,
+            }
+        });
+        prog.checks.push(Check { test, negate });
+    }
+    prog
 }
