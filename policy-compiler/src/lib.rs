@@ -461,19 +461,22 @@ pub fn compile(s: &Sources, opts: &Options) -> Result<Compiled, CompileError> {
     let actions = by_action.len();
     let source_digest = digest_sources(s);
     // Whole seconds, so any bundle can be rebuilt exactly from its recorded compile time.
+    let unusable = |t: i64, why: String| CompileError::Source {
+        file: "compiled_at (SOURCE_DATE_EPOCH)".into(),
+        message: format!("{t} is not a usable compile time: {why}"),
+    };
     let now = match opts.compiled_at {
+        // Reproducible-builds: a non-negative count of seconds.
+        Some(t) if t < 0 => return Err(unusable(t, "it is before 1970".into())),
         Some(t) => {
-            time::OffsetDateTime::from_unix_timestamp(t).map_err(|e| CompileError::Source {
-                file: "SOURCE_DATE_EPOCH".into(),
-                message: format!("{t} is not a usable compile time: {e}"),
-            })?
+            time::OffsetDateTime::from_unix_timestamp(t).map_err(|e| unusable(t, e.to_string()))?
         }
         None => time::OffsetDateTime::now_utc(),
     };
     let now = now.replace_nanosecond(0).unwrap_or(now);
     let compiled_at = now
         .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default();
+        .map_err(|e| unusable(now.unix_timestamp(), e.to_string()))?;
     let version = opts.version.clone().unwrap_or_else(|| {
         format!(
             "{:04}{:02}{:02}T{:02}{:02}{:02}Z-{}",
@@ -551,18 +554,24 @@ fn load_entities(b: &mut Builder, all: &Value) -> Result<(), Unsupported> {
         }
         attrs.sort_by_key(|(k, _)| *k);
         b.entities[idx as usize].attrs = attrs;
-        let mut parents = Vec::new();
+        // Parents too come in hash order, and a parent not seen yet is numbered here: sorted
+        // first, so the numbering does not depend on the order Cedar chose.
+        let mut uids = Vec::new();
         for p in e
             .get("parents")
             .and_then(Value::as_array)
             .into_iter()
             .flatten()
         {
-            let (pt, pid) = uid_of(p).ok_or_else(|| {
+            uids.push(uid_of(p).ok_or_else(|| {
                 Unsupported(format!("entity {t}::\"{id}\" has a malformed parent"))
-            })?;
-            parents.push(b.entity(pt, pid));
+            })?);
         }
+        uids.sort_unstable();
+        let parents = uids
+            .into_iter()
+            .map(|(pt, pid)| b.entity(pt, pid))
+            .collect();
         b.parents[idx as usize] = parents;
     }
     Ok(())

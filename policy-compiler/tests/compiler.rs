@@ -424,3 +424,34 @@ fn cli_build_check_and_decide() {
     ]);
     assert!(!ok && stderr.contains("truncated"), "{stderr}");
 }
+
+#[test]
+fn entities_with_several_new_parents_compile_to_the_same_bytes_every_time() {
+    // Cedar hands an entity's parents back in hash order, which changes between runs; an
+    // entity whose parents the compiler has not numbered yet must not take that order in.
+    let entities = r#"[
+        {"uid":{"type":"Employee","id":"e"},"attrs":{},"parents":[
+            {"type":"Team","id":"a"},{"type":"Team","id":"b"},{"type":"Team","id":"c"},
+            {"type":"Team","id":"d"},{"type":"Team","id":"e"},{"type":"Team","id":"f"}]}
+    ]"#;
+    let s = portcullis_compile::Sources {
+        policies: vec![(
+            "p.cedar".into(),
+            r#"permit(principal in Team::"a", action, resource);"#.into(),
+        )],
+        schema: None,
+        entities: ("entities.json".into(), entities.into()),
+        tools: ("tools.toml".into(), String::new()),
+        purposes: ("purposes.toml".into(), String::new()),
+    };
+    let opts = Options {
+        validate: false,
+        version: Some("v".into()),
+        compiled_at: Some(1_795_497_225),
+    };
+    let build = || bundle::encode(&compile(&s, &opts).unwrap().data, "0.1.0").unwrap();
+    let first = build();
+    for _ in 0..16 {
+        assert!(build() == first, "two builds of the same sources differ");
+    }
+}

@@ -68,7 +68,8 @@ pub struct Bundle {
     meta: BundleMeta,
     uids: UidIndex,
     string_ids: FxHashMap<Box<str>, StrId>,
-    /// (descendant, ancestor) pairs of the transitive closure: `in` is one hash probe.
+    /// (descendant, ancestor) pairs of the transitive closure, for entities with more than
+    /// `SCAN_ANCESTORS` ancestors: `in` is one hash probe for those.
     ancestry: FxHashSet<u64>,
     /// Candidate policies (forbids, permits) of each action that has a list.
     by_action: Vec<(Vec<u32>, Vec<u32>)>,
@@ -209,10 +210,13 @@ impl Bundle {
     }
 
     fn index(data: BundleData, meta: BundleMeta, uids: UidIndex) -> Bundle {
+        // Only long ancestor lists are looked up by pair (`is_ancestor` scans short ones).
         let mut ancestry = FxHashSet::default();
         for (i, e) in data.entities.iter().enumerate() {
-            for a in &e.ancestors {
-                ancestry.insert(pair(i as EntityIdx, *a));
+            if e.ancestors.len() > SCAN_ANCESTORS {
+                for a in &e.ancestors {
+                    ancestry.insert(pair(i as EntityIdx, *a));
+                }
             }
         }
         let string_ids = data
@@ -320,7 +324,7 @@ impl Bundle {
     pub(crate) fn is_ancestor(&self, entity: EntityIdx, ancestor: EntityIdx) -> bool {
         // Most entities have a few ancestors: scanning them beats hashing the pair.
         let list = &self.data.entities[entity as usize].ancestors;
-        if list.len() <= 8 {
+        if list.len() <= SCAN_ANCESTORS {
             list.contains(&ancestor)
         } else {
             self.ancestry.contains(&pair(entity, ancestor))
@@ -362,6 +366,9 @@ fn canonical_values(data: &BundleData) -> Vec<ValueId> {
         })
         .collect()
 }
+
+/// Ancestor lists up to this long are scanned rather than hashed.
+const SCAN_ANCESTORS: usize = 8;
 
 fn pair(a: EntityIdx, b: EntityIdx) -> u64 {
     (u64::from(a) << 32) | u64::from(b)

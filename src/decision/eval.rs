@@ -354,11 +354,12 @@ impl<'a> Env<'a> {
         }
     }
 
-    /// A test's operand, a variable without a call.
+    /// A test's operand, a variable or a literal (`principal == User::"u"`) without a call.
     #[inline(always)]
     fn operand_fast(&self, o: Operand) -> R<Val<'a>> {
         match o {
             Operand::Var(v) => Ok(self.var(v)),
+            Operand::Lit(v) => Ok(self.pool(v)),
             _ => self.operand(o),
         }
     }
@@ -413,18 +414,21 @@ impl<'a> Env<'a> {
             CtxValue::Long(n) => Val::Long(*n),
             CtxValue::Str(s) => Val::Str(s),
             CtxValue::StrSet(s) => Val::SetStrs(s),
-            _ => self.ctx_slow(v),
+            CtxValue::Entity(uid) => self.ctx_entity(uid),
+            CtxValue::Value(v) => self.ctx_owned(v),
         }
     }
 
-    /// Context values that need a lookup or a conversion.
+    /// A context entity: needs a lookup, kept out of line.
     #[inline(never)]
-    fn ctx_slow(&self, v: &'a CtxValue<'a>) -> Val<'a> {
-        match v {
-            CtxValue::Entity(uid) => Val::from_ent(self.b.resolve(uid)),
-            CtxValue::Value(v) => self.owned(v),
-            _ => self.ctx(v),
-        }
+    fn ctx_entity(&self, uid: &'a EntityUid<'a>) -> Val<'a> {
+        Val::from_ent(self.b.resolve(uid))
+    }
+
+    /// A context value built from JSON: needs a conversion, kept out of line.
+    #[inline(never)]
+    fn ctx_owned(&self, v: &'a OwnedValue) -> Val<'a> {
+        self.owned(v)
     }
 
     /// Visits the elements of a set until `f` returns `true`; returns whether it did.
@@ -540,7 +544,9 @@ impl<'a> Env<'a> {
                 ConstValue::Set(_) | ConstValue::Record(_)
             )
         };
-        (compound(x) || compound(y)) && self.eq(self.pool(x), self.pool(y))
+        // Different canonical ids settle it unless both are sets or records (a compound
+        // never equals a scalar).
+        (compound(x) && compound(y)) && self.eq(self.pool(x), self.pool(y))
     }
 
     /// A record field by name; `id` is the name's interned id when the caller has it
