@@ -97,6 +97,8 @@ pub enum CompareError {
     Setup(#[from] setup::SetupError),
     #[error("cannot start the gateway: {0}")]
     Gateway(String),
+    #[error("cannot start the bare monoio hop: {0}")]
+    Hop(std::io::Error),
     #[error("{0}")]
     Target(String),
     #[error("{path}: {source}")]
@@ -152,32 +154,46 @@ impl Stack {
         // Threads inherit the CPU mask of the thread that spawns them: set it before each
         // server starts, and restore it after.
         pin(&cpus.backend);
-        let stack = Self::start_pinned(gateway, backend_listen, backend_threads, cpus);
-        let stack = stack.and_then(|mut s| {
-            if hop {
-                // As many threads as the gateway has workers, on the gateway's CPUs.
-                pin(&cpus.gateway);
-                let threads = match gateway {
-                    GatewayUnderTest::InProcess { cores } => *cores,
-                    GatewayUnderTest::External { .. } => 1,
-                };
-                let any: SocketAddr = "127.0.0.1:0".parse().expect("literal address");
-                s.hop = Some(
-                    crate::hop::start(
-                        any,
-                        s.backend.addr,
-                        threads,
-                        portcullis::server::Driver::Auto,
-                    )
-                    .map_err(|e| {
-                        CompareError::Gateway(format!("cannot start the monoio hop: {e}"))
-                    })?,
-                );
-            }
-            Ok(s)
-        });
+        let stack =
+            Self::start_pinned(gateway, backend_listen, backend_threads, cpus).and_then(|s| {
+                if hop {
+                    s.with_hop(gateway, cpus)
+                } else {
+                    Ok(s)
+                }
+            });
         pin(&all_cpus());
         stack
+    }
+
+    /// Adds the bare hop in front of the backend: as many threads as the gateway has
+    /// workers, on the gateway's CPUs. On failure what already runs is stopped.
+    fn with_hop(
+        mut self,
+        gateway: &GatewayUnderTest,
+        cpus: &CpuPlan,
+    ) -> Result<Stack, CompareError> {
+        pin(&cpus.gateway);
+        let threads = match gateway {
+            GatewayUnderTest::InProcess { cores } => *cores,
+            GatewayUnderTest::External { .. } => 1,
+        };
+        let any: SocketAddr = "127.0.0.1:0".parse().expect("literal address");
+        match crate::hop::start(
+            any,
+            self.backend.addr,
+            threads,
+            portcullis::server::Driver::Auto,
+        ) {
+            Ok(h) => {
+                self.hop = Some(h);
+                Ok(self)
+            }
+            Err(e) => {
+                self.shutdown();
+                Err(CompareError::Hop(e))
+            }
+        }
     }
 
     fn start_pinned(
@@ -193,6 +209,13 @@ impl Stack {
                 addr, deployment, ..
             } => {
                 let d = setup::load_deployment(deployment)?;
+                // The running gateway forwards where its deployment says: the backend
+                // listens there, unless told otherwise.
+                let backend_listen = if backend_listen.port() == 0 {
+                    setup::backend_addr(&d)?
+                } else {
+                    backend_listen
+                };
                 let b = backend::start(backend_listen, backend_threads, checking(&d)).map_err(
                     |source| CompareError::Backend {
                         addr: backend_listen,
@@ -268,6 +291,12 @@ impl Stack {
 
 /// Runs the comparison and prints the report; returns every cell.
 pub fn compare(cfg: &CompareConfig) -> Result<Vec<Cell>, CompareError> {
+    if let Some(out) = &cfg.out {
+        report::check_writable(out).map_err(|source| CompareError::Output {
+            path: out.clone(),
+            source,
+        })?;
+    }
     let stack = Stack::start(
         &cfg.gateway,
         cfg.backend_listen,
@@ -278,8 +307,9 @@ pub fn compare(cfg: &CompareConfig) -> Result<Vec<Cell>, CompareError> {
     let (deployment, backend, gateway_addr) = (&stack.deployment, &stack.backend, stack.gateway);
     let hop_addr = stack.hop.as_ref().map(|h| h.addr);
     let targets = build_targets(cfg, deployment, backend.addr, gateway_addr, hop_addr);
-    for m in &targets {
-        check_target(&m.target)?;
+    if let Err(e) = targets.iter().try_for_each(|m| check_target(&m.target)) {
+        stack.shutdown();
+        return Err(e);
     }
     eprintln!(
         "comparing {} over {} (backend {}, gateway {}; CPUs: gateway {:?}, backend {:?}, client {:?})",

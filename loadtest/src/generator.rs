@@ -96,8 +96,7 @@ fn classify(stats: &mut Stats, status: u16, body: &[u8], expect: &Expect) {
             Expect::Allow => "allow",
             Expect::Deny(r) => r,
         };
-        let key = format!("expected {want}, got {}", got.unwrap_or("allow"));
-        *stats.unexpected.entry(key).or_default() += 1;
+        stats.unexpected_answer(want, got.unwrap_or("allow"));
     }
 }
 
@@ -128,14 +127,15 @@ enum Failure {
 }
 
 impl Failure {
-    fn kind(&self) -> String {
+    /// The kind's name; formatted (allocated) only for the rare io error kinds.
+    fn kind(&self) -> std::borrow::Cow<'static, str> {
         match self {
             Failure::Connect(std::io::ErrorKind::ConnectionRefused) => "connect_refused".into(),
-            Failure::Connect(k) => format!("connect_{k:?}").to_lowercase(),
+            Failure::Connect(k) => format!("connect_{k:?}").to_lowercase().into(),
             Failure::Timeout => "timeout".into(),
             Failure::Closed => "closed_by_peer".into(),
             Failure::Io(std::io::ErrorKind::ConnectionReset) => "reset".into(),
-            Failure::Io(k) => format!("io_{k:?}").to_lowercase(),
+            Failure::Io(k) => format!("io_{k:?}").to_lowercase().into(),
             Failure::Protocol => "bad_response".into(),
         }
     }
@@ -657,7 +657,7 @@ mod tests {
                     .await;
                 let still = spinning.get();
                 spinner.await;
-                (r.map_err(|f| f.kind()), still)
+                (r.map_err(|f| f.kind().into_owned()), still)
             })
             .unwrap();
         assert_eq!(result, Err("timeout".to_string()));

@@ -153,7 +153,8 @@ struct CompareArgs {
     #[arg(long = "pids", value_parser = named_pids)]
     pids: Vec<(String, Vec<u32>)>,
     /// Where the built-in backend listens (a fixed port lets another proxy be
-    /// configured in front of it).
+    /// configured in front of it). Port 0 (the default): any free port, or with --gateway
+    /// the backend address its deployment's gateway.toml forwards to.
     #[arg(long, default_value = "127.0.0.1:0")]
     backend_listen: SocketAddr,
     /// Backend worker threads.
@@ -229,16 +230,16 @@ struct RunArgs {
     #[arg(long, default_value = "target")]
     name: String,
     /// Percent of calls the fleet mix expects to be denied by scope, purpose or policy.
-    #[arg(long, default_value_t = 15)]
+    #[arg(long, value_parser = clap::value_parser!(u32).range(0..=100), default_value_t = 15)]
     denied_pct: u32,
     /// Percent with an expired or malformed envelope.
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, value_parser = clap::value_parser!(u32).range(0..=100), default_value_t = 2)]
     invalid_pct: u32,
     /// Percent of allowed calls made over MCP.
-    #[arg(long, default_value_t = 20)]
+    #[arg(long, value_parser = clap::value_parser!(u32).range(0..=100), default_value_t = 20)]
     mcp_pct: u32,
     /// Percent of the envelopes that belong to delegated sub-agents.
-    #[arg(long, default_value_t = 20)]
+    #[arg(long, value_parser = clap::value_parser!(u32).range(0..=100), default_value_t = 20)]
     delegated_pct: u32,
     /// Approximate request body size, bytes.
     #[arg(long, default_value_t = 512)]
@@ -457,11 +458,8 @@ fn cmd_run(a: RunArgs) -> Result<(), String> {
                 envelopes: a.shape.envelopes,
                 body_bytes: a.body_bytes,
             };
-            if mix.denied_pct + mix.invalid_pct > 100
-                || mix.mcp_pct > 100
-                || mix.delegated_pct > 100
-            {
-                return Err("the mix's percentages must each be at most 100, and denied + invalid at most 100".into());
+            if mix.denied_pct + mix.invalid_pct > 100 {
+                return Err("--denied-pct plus --invalid-pct must be at most 100".into());
             }
             workload::gateway_templates(&d.issuer, &host, &mix)
         }
@@ -484,12 +482,21 @@ fn cmd_run(a: RunArgs) -> Result<(), String> {
         addr: a.target,
         templates: Arc::new(templates),
     };
+    if let Some(out) = &a.shape.out {
+        report::check_writable(out).map_err(|e| format!("--out {}: {e}", out.display()))?;
+    }
     let status = generator::probe(&target)
         .map_err(|e| format!("{} at {}: {e}", target.name, target.addr))?;
     eprintln!(
         "{} at {} is up (a probe call answered {status}); warming up",
         target.name, target.addr
     );
+    if !(200..300).contains(&status) {
+        // The probe is the workload's first template, an allowed call for every workload.
+        eprintln!(
+            "warning: an allowed call answered {status}: check --deployment (or --credential) and that the target forwards to the built-in backend"
+        );
+    }
     generator::warm_up(&target);
     if let Some(cmd) = &a.after_warmup {
         let st = std::process::Command::new("sh")
@@ -536,6 +543,8 @@ fn cmd_swap(a: SwapArgs) -> Result<(), String> {
         connections: a.shape.connections,
         interval: a.interval,
         envelopes: a.shape.envelopes,
+        threads: a.shape.threads,
+        timeout: a.shape.timeout,
         cpus: CpuPlan {
             backend: gateway.clone(),
             gateway,

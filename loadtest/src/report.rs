@@ -72,6 +72,24 @@ impl Stats {
         bump(&mut self.denials, reason);
     }
 
+    /// Counts an answer the workload did not expect (`expected allow, got policy_denied`),
+    /// allocating its key only the first time it is seen.
+    pub fn unexpected_answer(&mut self, want: &str, got: &str) {
+        let mut buf = [0u8; 96];
+        let mut w = std::io::Cursor::new(&mut buf[..]);
+        use std::io::Write;
+        let fits = write!(w, "expected {want}, got {got}").is_ok();
+        let len = w.position() as usize;
+        // Longer than the buffer (rare): allocate.
+        let key = fits
+            .then(|| std::str::from_utf8(&buf[..len]).ok())
+            .flatten();
+        match key {
+            Some(k) => bump(&mut self.unexpected, k),
+            None => bump(&mut self.unexpected, &format!("expected {want}, got {got}")),
+        }
+    }
+
     pub fn merge(&mut self, o: &Stats) {
         let _ = self.hist.add(&o.hist);
         self.sent += o.sent;
@@ -241,6 +259,15 @@ impl Stats {
             "late_sends": self.late_sends,
         })
     }
+}
+
+/// Fails now, not after a long run, when results could not be written into `out`: creates
+/// it if needed and writes (and removes) a probe file.
+pub fn check_writable(out: &std::path::Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(out)?;
+    let probe = out.join(".portcullis-loadtest-probe");
+    std::fs::write(&probe, b"")?;
+    std::fs::remove_file(probe)
 }
 
 /// Writes one run's `.hgrm`, JSON summary and SVG plot into `out`, named after the target.

@@ -208,6 +208,31 @@ pub fn load_deployment(dir: &Path) -> Result<Deployment, SetupError> {
     })
 }
 
+/// Where the deployment's gateway sends its records calls: the backend to run for it.
+pub fn backend_addr(d: &Deployment) -> Result<SocketAddr, SetupError> {
+    let invalid = |message: String| SetupError::Invalid {
+        path: d.config.clone(),
+        message,
+    };
+    let cfg = portcullis::config::Config::load(&d.config).map_err(|e| invalid(e.to_string()))?;
+    let url = &cfg
+        .upstreams
+        .get("records")
+        .ok_or_else(|| {
+            invalid("no [upstreams.records]: not a `portcullis-loadtest setup` deployment".into())
+        })?
+        .url;
+    let host = url
+        .strip_prefix("http://")
+        .unwrap_or(url)
+        .trim_end_matches('/');
+    host.parse().map_err(|_| {
+        invalid(format!(
+            "upstreams.records.url `{url}` is not http://IP:PORT"
+        ))
+    })
+}
+
 /// The credentials the backend must see, from a deployment directory.
 pub fn load_backend_credentials(dir: &Path) -> Result<(String, String), SetupError> {
     let p = dir.join("backend-credentials.json");

@@ -22,6 +22,9 @@ pub struct SwapConfig {
     /// Pause between pushes (zero: back to back).
     pub interval: Duration,
     pub envelopes: usize,
+    /// Generator threads and per-request timeout, as for `run`.
+    pub threads: usize,
+    pub timeout: Duration,
     pub cpus: CpuPlan,
     pub out: Option<PathBuf>,
     pub progress: bool,
@@ -83,6 +86,12 @@ fn storm(
 
 /// Runs steady, then storm; prints both and returns them with the push counts.
 pub fn swap_storm(cfg: &SwapConfig) -> Result<(Stats, Stats, Pushes), CompareError> {
+    if let Some(out) = &cfg.out {
+        crate::report::check_writable(out).map_err(|source| CompareError::Output {
+            path: out.clone(),
+            source,
+        })?;
+    }
     let stack = Stack::start(
         &GatewayUnderTest::InProcess { cores: 1 },
         "127.0.0.1:0".parse().expect("literal"),
@@ -114,9 +123,9 @@ pub fn swap_storm(cfg: &SwapConfig) -> Result<(Stats, Stats, Pushes), CompareErr
     let run = RunConfig {
         duration: cfg.duration,
         connections: cfg.connections,
-        threads: 1,
+        threads: cfg.threads,
         mode: Mode::Open(cfg.rate),
-        timeout: Duration::from_secs(5),
+        timeout: cfg.timeout,
         cpus: cfg.cpus.client.clone(),
     };
     generator::warm_up(&target);

@@ -20,7 +20,6 @@ pub enum Expect {
 pub struct Template {
     pub bytes: Bytes,
     pub expect: Expect,
-    pub label: &'static str,
 }
 
 /// Shares of the mix, in percent of requests (the rest is allowed calls).
@@ -210,18 +209,20 @@ pub fn gateway_templates(key: &SigningKey, host: &str, mix: &Mix) -> Vec<Templat
         jws::sign(&c, key)
     };
     let contract = json!({"contract_id": "contract_7781", "note": pad});
-    let mut out = Vec::with_capacity(100);
-    // 100 slots: the mix in percent.
+    // The mix in percent, over blocks of 100 templates: as many blocks as it takes for
+    // the allowed calls to use every one of the `n` envelopes.
     let denied = mix.denied_pct.min(100) as usize;
     let invalid = mix.invalid_pct.min(100 - denied as u32) as usize;
     let allowed = 100 - denied - invalid;
-    let mcp_every = if mix.mcp_pct == 0 {
-        usize::MAX
-    } else {
-        (100 / mix.mcp_pct.max(1)) as usize
-    };
+    let blocks = if allowed == 0 { 1 } else { n.div_ceil(allowed) };
+    let (denied, invalid, allowed) = (denied * blocks, invalid * blocks, allowed * blocks);
+    let mut out = Vec::with_capacity(100 * blocks);
+    // Exactly `mcp_pct` of every 100 allowed calls: call k is the one where the running
+    // share k * pct / 100 steps up.
+    let mcp_pct = mix.mcp_pct.min(100) as usize;
+    let over_mcp_at = |k: usize| k * mcp_pct / 100 != (k + 1) * mcp_pct / 100;
     for k in 0..allowed {
-        let e = (k * 7) % n;
+        let e = k % n;
         let p = persona_of(e);
         let contract = json!({"contract_id": p.contract, "note": pad});
         let crm = json!({"customer_id": p.customer, "limit": 10, "note": pad});
@@ -234,7 +235,7 @@ pub fn gateway_templates(key: &SigningKey, host: &str, mix: &Mix) -> Vec<Templat
                     json!({"contract_id": p.contract}),
                     true,
                 ),
-                _ => ("contracts.read", contract, k % mcp_every == 0),
+                _ => ("contracts.read", contract, over_mcp_at(k)),
             }
         } else {
             let tool = match (k % 3, p.contract) {
@@ -242,7 +243,7 @@ pub fn gateway_templates(key: &SigningKey, host: &str, mix: &Mix) -> Vec<Templat
                 (0 | 1, _) => ("crm.read", crm),
                 _ => ("tickets.create", ticket),
             };
-            (tool.0, tool.1, k % mcp_every == 0)
+            (tool.0, tool.1, over_mcp_at(k))
         };
         let token = &tokens[e];
         let bytes = if over_mcp {
@@ -253,7 +254,6 @@ pub fn gateway_templates(key: &SigningKey, host: &str, mix: &Mix) -> Vec<Templat
         out.push(Template {
             bytes,
             expect: Expect::Allow,
-            label: tool,
         });
     }
     let mut denials: Vec<(&str, &str, Value, &'static str)> = vec![
@@ -302,7 +302,6 @@ pub fn gateway_templates(key: &SigningKey, host: &str, mix: &Mix) -> Vec<Templat
         out.push(Template {
             bytes: tool_call(host, token, tool, args),
             expect: Expect::Deny(reason),
-            label: reason,
         });
     }
     for k in 0..invalid {
@@ -314,7 +313,6 @@ pub fn gateway_templates(key: &SigningKey, host: &str, mix: &Mix) -> Vec<Templat
         out.push(Template {
             bytes: tool_call(host, token, "contracts.read", &contract),
             expect: Expect::Deny(reason),
-            label: reason,
         });
     }
     out
@@ -334,7 +332,6 @@ pub fn gateway_allowed(key: &SigningKey, host: &str, envelopes: usize) -> Vec<Te
                     &json!({"contract_id": "contract_7781"}),
                 ),
                 expect: Expect::Allow,
-                label: "contracts.read",
             }
         })
         .collect()
@@ -351,7 +348,6 @@ pub fn direct_allowed(host: &str, credential: &str) -> Vec<Template> {
     vec![Template {
         bytes,
         expect: Expect::Allow,
-        label: "contracts.read",
     }]
 }
 
