@@ -352,11 +352,7 @@ fn body_and_idle_timeouts_answer_408_or_close() {
 
 #[test]
 fn upstream_down_is_502() {
-    // A port nothing listens on.
-    let free = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    let (_held, free) = refusing_addr();
     let gw = start_gateway(|t| {
         t.replace(
             "url = \"builtin:records\"",

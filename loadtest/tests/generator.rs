@@ -92,11 +92,12 @@ fn a_stalling_backend_shows_up_as_latency_not_as_fewer_requests() {
 
 #[test]
 fn failures_are_counted_by_kind() {
-    // Nothing listening: every request is a refused connection.
-    let dead = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
+    // Bound but never listening, so every request is a refused connection, and no other
+    // test's listener can be handed the port meanwhile.
+    let held = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    held.bind(&"127.0.0.1:0".parse::<SocketAddr>().unwrap().into())
         .unwrap();
+    let dead = held.local_addr().unwrap().as_socket().unwrap();
     let s = generator::run(
         &direct(dead),
         &open(200.0, Duration::from_millis(250), 4),

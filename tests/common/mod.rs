@@ -18,6 +18,17 @@ pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
 
 pub const SEED: &str = include_str!("../../policies/envelopes/renewal-review.json");
 
+/// A loopback address that refuses connections while the returned socket lives. The port
+/// is bound, so no gateway or fake started by a concurrent test can be handed it (as it
+/// could be if a probe listener were dropped), and it never listens.
+pub fn refusing_addr() -> (socket2::Socket, SocketAddr) {
+    let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    s.bind(&"127.0.0.1:0".parse::<SocketAddr>().unwrap().into())
+        .unwrap();
+    let addr = s.local_addr().unwrap().as_socket().unwrap();
+    (s, addr)
+}
+
 pub struct TestGateway {
     pub running: Running,
     pub issuer: SigningKey,
