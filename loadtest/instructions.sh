@@ -14,6 +14,7 @@
 #
 #   loadtest/instructions.sh                # 20000 calls per measurement
 #   N=50000 WORKLOAD=fleet loadtest/instructions.sh
+#   KEEP_DUMPS=/tmp/cg loadtest/instructions.sh   # keep the callgrind dumps for callgrind_annotate
 #
 # Needs valgrind (apt-get install valgrind).
 set -euo pipefail
@@ -76,6 +77,7 @@ measure() {
         echo "$what|$ir" >>"$work/threads.txt"
         total=$((total + ir))
     done
+    if [ -n "${KEEP_DUMPS:-}" ]; then mkdir -p "$KEEP_DUMPS" && cp "$work"/cg.out.*.* "$KEEP_DUMPS"/; fi
     rm -f "$work"/cg.out.*.*
     echo "$total"
 }

@@ -62,17 +62,38 @@ fn driver(s: &str) -> Result<DriverArg, String> {
         .ok_or_else(|| format!("`{s}`: expected auto, io_uring or legacy"))
 }
 
-fn cpu_list(s: &str) -> Result<Vec<usize>, String> {
+/// A CPU list from the command line. A newtype so that clap takes `0,1` as one value
+/// (an `Option<Cpus>` field would ask for a `usize` parser, and the derive panics
+/// when the flag is given).
+#[derive(Clone, Debug, PartialEq)]
+struct Cpus(Vec<usize>);
+
+/// `0,1`, or `none` for no pinning; CPUs this machine does not have are refused here.
+fn cpu_list(s: &str) -> Result<Cpus, String> {
     if s == "none" {
-        return Ok(Vec::new());
+        return Ok(Cpus(Vec::new()));
     }
+    let n = std::thread::available_parallelism().map_or(1, |n| n.get());
     s.split(',')
-        .map(|c| {
-            c.trim()
-                .parse::<usize>()
-                .map_err(|_| format!("`{c}` is not a CPU number"))
+        .map(|c| match c.trim().parse::<usize>() {
+            Ok(c) if c < n => Ok(c),
+            Ok(c) => Err(format!(
+                "CPU {c} does not exist: this machine has CPUs 0..{}",
+                n - 1
+            )),
+            Err(_) => Err(format!("`{c}` is not a CPU number")),
         })
-        .collect()
+        .collect::<Result<_, _>>()
+        .map(Cpus)
+}
+
+/// Pins the calling thread (and the threads it spawns afterwards) to `cpus`, if given.
+fn pin_here(cpus: &Option<Cpus>) -> Result<(), String> {
+    match cpus {
+        Some(Cpus(c)) if !c.is_empty() => monoio::utils::bind_to_cpu_set(c.iter().copied())
+            .map_err(|e| format!("cannot pin to CPUs {c:?}: {e}")),
+        _ => Ok(()),
+    }
 }
 
 /// `NAME=HOST:PORT`
@@ -172,13 +193,13 @@ struct CompareArgs {
     gateway_cores: usize,
     /// CPUs for the in-process gateway ("none": unpinned). Default: CPU 0.
     #[arg(long, value_parser = cpu_list)]
-    gateway_cpus: Option<Vec<usize>>,
+    gateway_cpus: Option<Cpus>,
     /// CPUs for the backend. Default: CPU 0, beside the proxy under test.
     #[arg(long, value_parser = cpu_list)]
-    backend_cpus: Option<Vec<usize>>,
+    backend_cpus: Option<Cpus>,
     /// CPUs for the load generator. Default: the last CPU.
     #[arg(long, value_parser = cpu_list)]
-    client_cpus: Option<Vec<usize>>,
+    client_cpus: Option<Cpus>,
     #[command(flatten)]
     shape: Shape,
 }
@@ -221,7 +242,7 @@ struct RunArgs {
     requests: Option<u64>,
     /// CPUs to pin the generator threads to.
     #[arg(long, value_parser = cpu_list)]
-    cpus: Option<Vec<usize>>,
+    cpus: Option<Cpus>,
     /// A shell command run once the target is warmed up, before measuring (for example
     /// `callgrind_control -z PID` or starting a profiler); the run waits for it.
     #[arg(long, value_name = "CMD")]
@@ -258,9 +279,9 @@ struct SwapArgs {
     interval: Duration,
     /// CPUs for the gateway (and backend) and for the generator, as in `compare`.
     #[arg(long, value_parser = cpu_list)]
-    gateway_cpus: Option<Vec<usize>>,
+    gateway_cpus: Option<Cpus>,
     #[arg(long, value_parser = cpu_list)]
-    client_cpus: Option<Vec<usize>>,
+    client_cpus: Option<Cpus>,
     #[command(flatten)]
     shape: Shape,
 }
@@ -280,7 +301,7 @@ struct BackendArgs {
     deployment: Option<PathBuf>,
     /// CPUs to pin the backend's threads to.
     #[arg(long, value_parser = cpu_list)]
-    cpus: Option<Vec<usize>>,
+    cpus: Option<Cpus>,
     /// I/O driver: auto, io_uring or legacy (epoll; what runs under valgrind).
     #[arg(long, default_value = "auto", value_parser = driver)]
     driver: DriverArg,
@@ -297,7 +318,7 @@ struct HopArgs {
     threads: usize,
     /// CPUs to pin the hop's threads to.
     #[arg(long, value_parser = cpu_list)]
-    cpus: Option<Vec<usize>>,
+    cpus: Option<Cpus>,
     /// I/O driver: auto, io_uring or legacy.
     #[arg(long, default_value = "auto", value_parser = driver)]
     driver: DriverArg,
@@ -379,18 +400,6 @@ fn cmd_compare(a: CompareArgs) -> Result<(), String> {
     };
     let n = std::thread::available_parallelism().map_or(1, |n| n.get());
     let d = CpuPlan::default_for(n);
-    for c in [&a.gateway_cpus, &a.backend_cpus, &a.client_cpus]
-        .into_iter()
-        .flatten()
-        .flatten()
-    {
-        if *c >= n {
-            return Err(format!(
-                "CPU {c} does not exist: this machine has CPUs 0..{}",
-                n - 1
-            ));
-        }
-    }
     let cfg = CompareConfig {
         rates: a.rates,
         max: !a.no_max,
@@ -415,9 +424,9 @@ fn cmd_compare(a: CompareArgs) -> Result<(), String> {
             })
             .collect(),
         cpus: CpuPlan {
-            gateway: a.gateway_cpus.unwrap_or(d.gateway),
-            backend: a.backend_cpus.unwrap_or(d.backend),
-            client: a.client_cpus.unwrap_or(d.client),
+            gateway: a.gateway_cpus.map_or(d.gateway, |c| c.0),
+            backend: a.backend_cpus.map_or(d.backend, |c| c.0),
+            client: a.client_cpus.map_or(d.client, |c| c.0),
         },
         out: a.shape.out,
         progress: !a.shape.quiet,
@@ -514,7 +523,7 @@ fn cmd_run(a: RunArgs) -> Result<(), String> {
         threads: a.shape.threads,
         mode,
         timeout: a.shape.timeout,
-        cpus: a.cpus.unwrap_or_default(),
+        cpus: a.cpus.map(|c| c.0).unwrap_or_default(),
     };
     let stats: Stats = generator::run(&target, &cfg, !a.shape.quiet);
     println!("{}", Stats::table_header());
@@ -536,7 +545,7 @@ fn cmd_swap(a: SwapArgs) -> Result<(), String> {
     }
     let n = std::thread::available_parallelism().map_or(1, |n| n.get());
     let d = CpuPlan::default_for(n);
-    let gateway = a.gateway_cpus.unwrap_or(d.gateway);
+    let gateway = a.gateway_cpus.map_or(d.gateway, |c| c.0);
     let cfg = SwapConfig {
         rate: a.rate,
         duration: a.shape.duration,
@@ -548,7 +557,7 @@ fn cmd_swap(a: SwapArgs) -> Result<(), String> {
         cpus: CpuPlan {
             backend: gateway.clone(),
             gateway,
-            client: a.client_cpus.unwrap_or(d.client),
+            client: a.client_cpus.map_or(d.client, |c| c.0),
         },
         out: a.shape.out,
         progress: !a.shape.quiet,
@@ -564,9 +573,7 @@ fn cmd_swap(a: SwapArgs) -> Result<(), String> {
 }
 
 fn cmd_hop(a: HopArgs) -> Result<(), String> {
-    if let Some(cpus) = &a.cpus {
-        let _ = monoio::utils::bind_to_cpu_set(cpus.iter().copied());
-    }
+    pin_here(&a.cpus)?;
     let h = portcullis_loadtest::hop::start(a.listen, a.upstream, a.threads, a.driver.0)
         .map_err(|e| format!("cannot listen on {}: {e}", a.listen))?;
     eprintln!(
@@ -587,9 +594,7 @@ fn cmd_backend(a: BackendArgs) -> Result<(), String> {
     };
     cfg.service_time = a.service_time;
     cfg.driver = a.driver.0;
-    if let Some(cpus) = &a.cpus {
-        let _ = monoio::utils::bind_to_cpu_set(cpus.iter().copied());
-    }
+    pin_here(&a.cpus)?;
     let h = backend::start(a.listen, a.threads, cfg)
         .map_err(|e| format!("cannot listen on {}: {e}", a.listen))?;
     eprintln!(
@@ -637,4 +642,50 @@ fn cmd_setup(a: SetupArgs) -> Result<(), String> {
         a.listen
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("portcullis-loadtest").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn every_cpu_flag_takes_a_list_or_none() {
+        let Cmd::Compare(a) = parse(&[
+            "compare",
+            "--gateway-cpus",
+            "0",
+            "--backend-cpus",
+            "none",
+            "--client-cpus",
+            "0,0",
+        ])
+        .unwrap()
+        .cmd
+        else {
+            panic!("not compare")
+        };
+        assert_eq!(a.gateway_cpus, Some(Cpus(vec![0])));
+        assert_eq!(a.backend_cpus, Some(Cpus(vec![])));
+        assert_eq!(a.client_cpus, Some(Cpus(vec![0, 0])));
+        for args in [
+            &["run", "--target", "127.0.0.1:1", "--cpus", "0"][..],
+            &["backend", "--cpus", "0"],
+            &["hop", "--cpus", "0"],
+            &["swap-storm", "--gateway-cpus", "0", "--client-cpus", "0"],
+        ] {
+            parse(args).unwrap_or_else(|e| panic!("{args:?}: {e}"));
+        }
+    }
+
+    #[test]
+    fn cpus_the_machine_lacks_are_refused_when_parsing() {
+        let e = parse(&["backend", "--cpus", "4096"]).err().unwrap();
+        assert!(e.to_string().contains("CPU 4096 does not exist"), "{e}");
+        let e = parse(&["hop", "--cpus", "one"]).err().unwrap();
+        assert!(e.to_string().contains("`one` is not a CPU number"), "{e}");
+    }
 }
