@@ -1,8 +1,8 @@
 //! A bounded cache of verified envelopes, one per core, so that an agent's repeat calls
 //! cost a hash and a lookup instead of an Ed25519 verification (~50 µs).
 //!
-//! Indexed by a keyed hash (SipHash with a per-process random key) of the token's
-//! signature segment, and confirmed by comparing the whole token: two different tokens
+//! Indexed by a keyed hash (SipHash with a per-process random key) of the end of the
+//! token's signature segment, and confirmed by comparing the whole token: two different tokens
 //! never share an entry, as with a full SHA-256 digest, at a tenth of the cost (a
 //! SHA-256 of a 1 KiB token is ~0.7 µs here; the signature segment is 86 bytes). Only
 //! successful verifications are cached; expiry is re-checked on every hit, so a cached
@@ -35,7 +35,7 @@ impl Hasher for PassThroughHasher {
 }
 
 struct Entry {
-    token: Box<str>,
+    token: Box<[u8]>,
     claims: Rc<Claims>,
 }
 
@@ -74,21 +74,25 @@ impl EnvelopeCache {
         self.capacity
     }
 
-    fn key(&self, token: &str) -> u64 {
-        // The signature segment is what makes a token unique; hashing only it keeps the
-        // lookup cost independent of how many claims the envelope carries.
-        let sig = token.rfind('.').map_or(token, |i| &token[i + 1..]);
-        self.hasher.hash_one(sig)
+    fn key(&self, token: &[u8]) -> u64 {
+        // The signature is what makes a token unique, and only valid (signed) tokens are
+        // ever stored, so its last 32 characters (192 bits) spread entries as well as the
+        // whole token would; the full comparison after the lookup decides equality.
+        // Hashing 32 bytes instead of the 86-byte segment saves ~250 instructions a call.
+        let sig = memchr::memrchr(b'.', token).map_or(token, |i| &token[i + 1..]);
+        self.hasher.hash_one(&sig[sig.len().saturating_sub(32)..])
     }
 
     /// Verifies `token` through the cache: a hit re-checks expiry only; a miss runs full
-    /// verification and caches the result if it succeeded.
+    /// verification and caches the result if it succeeded. Bytes, as they came off the
+    /// wire: a hit is equal to a token that was checked, so only a miss checks UTF-8.
     pub fn verify(
         &mut self,
         verifier: &Verifier,
-        token: &str,
+        token: &(impl AsRef<[u8]> + ?Sized),
         now: i64,
     ) -> Result<Rc<Claims>, EnvelopeError> {
+        let token = token.as_ref();
         if token.len() > verifier.max_token_len {
             return Err(EnvelopeError::TooLarge {
                 len: token.len(),
@@ -97,14 +101,15 @@ impl EnvelopeCache {
         }
         let key = self.key(token);
         if let Some(e) = self.map.get(&key)
-            && &*e.token == token
+            && *e.token == *token
         {
             self.hits += 1;
             verifier.check_expiry(&e.claims, now)?;
             return Ok(Rc::clone(&e.claims));
         }
         self.misses += 1;
-        let claims = Rc::new(verifier.verify(token, now)?);
+        let text = std::str::from_utf8(token).map_err(|_| EnvelopeError::Malformed)?;
+        let claims = Rc::new(verifier.verify(text, now)?);
         let entry = Entry {
             token: token.into(),
             claims: Rc::clone(&claims),

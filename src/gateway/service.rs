@@ -74,7 +74,7 @@ impl Gateway {
     /// A revoked envelope's claims come back with the refusal, so its audit line can
     /// say who tried.
     pub fn authenticate(&self, req: &Request<'_>, now: i64) -> Result<Rc<Claims>, Refused> {
-        let token = req.bearer().ok_or((Denial::MissingEnvelope, None))?;
+        let token = req.bearer_bytes().ok_or((Denial::MissingEnvelope, None))?;
         let claims = self
             .cache
             .borrow_mut()

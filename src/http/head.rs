@@ -110,8 +110,9 @@ impl RequestHead {
 
     /// The request target without its query string.
     pub fn path<'b>(&self, buf: &'b [u8]) -> &'b str {
-        let t = field(buf, &self.target);
-        t.split_once('?').map_or(t, |(p, _)| p)
+        let t = &buf[self.target.clone()];
+        let end = memchr::memchr(b'?', t).unwrap_or(t.len());
+        std::str::from_utf8(&t[..end]).unwrap_or("")
     }
 }
 

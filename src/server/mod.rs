@@ -65,9 +65,17 @@ impl<'a> Request<'a> {
 
     /// The bearer token of the `Authorization` field, if it is one.
     pub fn bearer(&self) -> Option<&'a str> {
-        let v = self.field(&self.head.authorization)?;
-        let (scheme, token) = v.split_once(' ')?;
-        scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+        std::str::from_utf8(self.bearer_bytes()?).ok()
+    }
+
+    /// The bearer token as raw bytes: an envelope is over a kilobyte, and a cache hit
+    /// compares it with one already verified, so it need not be checked as UTF-8 first.
+    pub fn bearer_bytes(&self) -> Option<&'a [u8]> {
+        let v = &self.buf[self.head.authorization.clone()?];
+        let sp = memchr::memchr(b' ', v)?;
+        v[..sp]
+            .eq_ignore_ascii_case(b"bearer")
+            .then(|| v[sp + 1..].trim_ascii())
     }
 }
 
@@ -245,5 +253,56 @@ pub fn worker_count(configured: usize) -> usize {
         configured
     } else {
         std::thread::available_parallelism().map_or(1, |n| n.get())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::head::parse_request;
+
+    fn bearer_of(head: &[u8]) -> (Option<Vec<u8>>, Option<String>) {
+        let h = match parse_request(head, 4096) {
+            Ok(Some(h)) => h,
+            other => panic!("{:?}: {other:?}", String::from_utf8_lossy(head)),
+        };
+        let req = Request {
+            head: &h,
+            buf: head,
+            body: b"",
+            peer: "127.0.0.1:1".parse().unwrap(),
+        };
+        (
+            req.bearer_bytes().map(<[u8]>::to_vec),
+            req.bearer().map(str::to_owned),
+        )
+    }
+
+    #[test]
+    fn the_bearer_token_is_found_by_scheme_in_any_case_and_trimmed() {
+        for scheme in ["Bearer", "bearer", "BEARER"] {
+            let head =
+                format!("GET / HTTP/1.1\r\nHost: x\r\nAuthorization: {scheme}  a.b.c \r\n\r\n");
+            let (bytes, text) = bearer_of(head.as_bytes());
+            assert_eq!(bytes.as_deref(), Some(&b"a.b.c"[..]), "{scheme}");
+            assert_eq!(text.as_deref(), Some("a.b.c"));
+        }
+        for other in ["Basic YWxhZGRpbjpvcGVu", "Bearer", "Token a.b.c"] {
+            let head = format!("GET / HTTP/1.1\r\nHost: x\r\nAuthorization: {other}\r\n\r\n");
+            assert_eq!(bearer_of(head.as_bytes()), (None, None), "{other}");
+        }
+        assert_eq!(
+            bearer_of(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"),
+            (None, None)
+        );
+    }
+
+    #[test]
+    fn a_token_that_is_not_utf8_is_bytes_only() {
+        // obs-text passes the HTTP parser; the cache then refuses it as malformed.
+        let (bytes, text) =
+            bearer_of(b"GET / HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer a.\xff.c\r\n\r\n");
+        assert_eq!(bytes.as_deref(), Some(&b"a.\xff.c"[..]));
+        assert_eq!(text, None);
     }
 }
