@@ -997,6 +997,7 @@ async fn call_mcp(
                 close: req.head.close,
                 http10: req.head.minor == 0,
                 write_timeout: io.write_timeout,
+                deadline: &mut io.deadline,
                 relay_errors: false,
                 strip: &["mcp-session-id"],
                 rewrite: translator

@@ -246,6 +246,7 @@ impl Gateway {
                 close: req.head.close,
                 http10: req.head.minor == 0,
                 write_timeout: io.write_timeout,
+                deadline: &mut io.deadline,
                 relay_errors: true,
                 strip: &[],
                 rewrite: None,

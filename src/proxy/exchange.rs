@@ -10,6 +10,7 @@ use super::scrub::Scrubber;
 use crate::http::chunked::{ChunkedDecoder, LAST_CHUNK, encode_chunk};
 use crate::http::head::{Framing, Method, parse_response};
 use crate::http::write::{push_u64, reason};
+use crate::server::deadline::Deadline;
 use monoio::buf::IoBufMut;
 use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
 use monoio::net::TcpStream;
@@ -39,6 +40,8 @@ pub enum Sink<'a> {
         close: bool,
         http10: bool,
         write_timeout: Duration,
+        /// The client connection's timer, shared by its writes.
+        deadline: &'a mut Deadline,
         /// Relay non-2xx answers too. When false, a non-2xx answer is gathered into
         /// `scratch` (bounded by `Limits`) and returned without touching the client, so
         /// the caller can translate it (an upstream MCP session expiring is not the
@@ -97,7 +100,11 @@ async fn read_some(
     let buf = std::mem::take(&mut conn.buf);
     let len = buf.len();
     let cap = buf.capacity();
-    match monoio::time::timeout(timeout, conn.stream.read(buf.slice_mut(len..cap))).await {
+    match conn
+        .deadline
+        .within(timeout, conn.stream.read(buf.slice_mut(len..cap)))
+        .await
+    {
         Ok((res, slice)) => {
             conn.buf = slice.into_inner();
             res.map_err(|e| ProxyError::Io {
@@ -114,6 +121,7 @@ async fn read_some(
 
 async fn flush_client(
     stream: &mut TcpStream,
+    deadline: &mut Deadline,
     wbuf: &mut Vec<u8>,
     timeout: Duration,
 ) -> Result<(), ProxyError> {
@@ -121,7 +129,7 @@ async fn flush_client(
         return Ok(());
     }
     let buf = std::mem::take(wbuf);
-    match monoio::time::timeout(timeout, stream.write_all(buf)).await {
+    match deadline.within(timeout, stream.write_all(buf)).await {
         Ok((Ok(_), mut b)) => {
             b.clear();
             *wbuf = b;
@@ -162,7 +170,11 @@ pub async fn exchange(
         };
         let may_retry = reused && attempt == 1 && method.is_idempotent();
         let buf = std::mem::take(req);
-        let wrote = match monoio::time::timeout(timeout, conn.stream.write_all(buf)).await {
+        let wrote = match conn
+            .deadline
+            .within(timeout, conn.stream.write_all(buf))
+            .await
+        {
             Ok((r, b)) => {
                 *req = b;
                 r.map(|_| ()).map_err(|e| ProxyError::Io {
@@ -285,6 +297,7 @@ pub async fn exchange(
             close,
             http10,
             write_timeout,
+            deadline,
             strip,
             mut rewrite,
             ..
@@ -373,7 +386,7 @@ pub async fn exchange(
                     }
                 },
                 wbuf,
-                Some((stream, write_timeout)),
+                Some((stream, deadline, write_timeout)),
                 usize::MAX,
                 &mut out,
             )
@@ -395,7 +408,7 @@ pub async fn exchange(
                     if chunk_out {
                         wbuf.extend_from_slice(LAST_CHUNK);
                     }
-                    match flush_client(stream, wbuf, write_timeout).await {
+                    match flush_client(stream, deadline, wbuf, write_timeout).await {
                         Ok(()) => {
                             if reusable && !head.close {
                                 pool.put(conn);
@@ -514,7 +527,7 @@ async fn relay_body(
     scrubber: &mut Option<&mut Scrubber<'_>>,
     emit: &mut Emit<'_>,
     out: &mut Vec<u8>,
-    mut client: Option<(&mut TcpStream, Duration)>,
+    mut client: Option<(&mut TcpStream, &mut Deadline, Duration)>,
     limit: usize,
     outcome: &mut Outcome,
 ) -> Result<bool, ProxyError> {
@@ -544,8 +557,8 @@ async fn relay_body(
                 if left == 0 {
                     return Ok(!excess);
                 }
-                if let Some((s, wt)) = client.as_mut() {
-                    flush_client(s, out, *wt).await?;
+                if let Some((s, d, wt)) = client.as_mut() {
+                    flush_client(s, d, out, *wt).await?;
                 }
                 conn.buf.clear();
                 start = 0;
@@ -575,8 +588,8 @@ async fn relay_body(
                 if dec.is_done() {
                     return Ok(!excess);
                 }
-                if let Some((s, wt)) = client.as_mut() {
-                    flush_client(s, out, *wt).await?;
+                if let Some((s, d, wt)) = client.as_mut() {
+                    flush_client(s, d, out, *wt).await?;
                 }
                 conn.buf.clear();
                 start = 0;
@@ -590,8 +603,8 @@ async fn relay_body(
         Framing::UntilClose => loop {
             emit(&conn.buf[start..], scrubber, out);
             outcome.body_bytes += (conn.buf.len() - start) as u64;
-            if let Some((s, wt)) = client.as_mut() {
-                flush_client(s, out, *wt).await?;
+            if let Some((s, d, wt)) = client.as_mut() {
+                flush_client(s, d, out, *wt).await?;
             } else if out.len() > limit {
                 return Err(too_large());
             }

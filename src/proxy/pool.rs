@@ -28,6 +28,8 @@ pub struct UpstreamConn {
     pub buf: Vec<u8>,
     /// Relayed header ranges of the current response, kept to reuse the allocation.
     pub relay: Vec<(std::ops::Range<usize>, std::ops::Range<usize>)>,
+    /// The timer this connection's reads and writes share.
+    pub deadline: crate::server::deadline::Deadline,
     idle_since: Instant,
 }
 
@@ -127,6 +129,7 @@ impl Pool {
             probe,
             buf: Vec::with_capacity(UPSTREAM_BUF),
             relay: Vec::with_capacity(16),
+            deadline: crate::server::deadline::Deadline::new(),
             idle_since: Instant::now(),
         })
     }

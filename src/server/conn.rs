@@ -28,6 +28,8 @@ pub struct ConnIo {
     /// A buffer the service keeps across the awaits of one request (an audit record).
     pub note: Vec<u8>,
     pub write_timeout: Duration,
+    /// The timer all of this connection's reads and writes share.
+    pub deadline: super::deadline::Deadline,
 }
 
 impl ConnIo {
@@ -37,7 +39,11 @@ impl ConnIo {
             return Ok(());
         }
         let buf = std::mem::take(&mut self.wbuf);
-        match monoio::time::timeout(self.write_timeout, self.stream.write_all(buf)).await {
+        match self
+            .deadline
+            .within(self.write_timeout, self.stream.write_all(buf))
+            .await
+        {
             Ok((Ok(_), mut b)) => {
                 b.clear();
                 self.wbuf = b;
@@ -63,6 +69,7 @@ enum ReadErr {
 
 async fn read_more(
     stream: &mut TcpStream,
+    deadline: &mut super::deadline::Deadline,
     buf: &mut Vec<u8>,
     timeout: Duration,
     want: usize,
@@ -72,7 +79,10 @@ async fn read_more(
     }
     let b = std::mem::take(buf);
     let (len, cap) = (b.len(), b.capacity());
-    match monoio::time::timeout(timeout, stream.read(b.slice_mut(len..cap))).await {
+    match deadline
+        .within(timeout, stream.read(b.slice_mut(len..cap)))
+        .await
+    {
         Ok((Ok(0), s)) => {
             *buf = s.into_inner();
             Err(ReadErr::Eof)
@@ -137,6 +147,7 @@ pub async fn serve<S: Service>(
         carry: Vec::new(),
         note: Vec::with_capacity(1024),
         write_timeout: limits.idle_timeout,
+        deadline: super::deadline::Deadline::new(),
     };
     let mut rbuf: Vec<u8> = Vec::with_capacity(8 * 1024);
     let mut body: Vec<u8> = Vec::new();
@@ -160,7 +171,7 @@ pub async fn serve<S: Service>(
                     _ => Duration::from_millis(1),
                 },
             };
-            match read_more(&mut io.stream, &mut rbuf, timeout, 0).await {
+            match read_more(&mut io.stream, &mut io.deadline, &mut rbuf, timeout, 0).await {
                 Ok(_) => {}
                 Err(ReadErr::Timeout) if started.is_some() => {
                     write_error(
@@ -215,6 +226,7 @@ pub async fn serve<S: Service>(
                     let want = end - rbuf.len();
                     match read_more(
                         &mut io.stream,
+                        &mut io.deadline,
                         &mut rbuf,
                         left.max(Duration::from_millis(1)),
                         want,
@@ -258,6 +270,7 @@ pub async fn serve<S: Service>(
                     let left = deadline.saturating_duration_since(Instant::now());
                     match read_more(
                         &mut io.stream,
+                        &mut io.deadline,
                         &mut rbuf,
                         left.max(Duration::from_millis(1)),
                         0,

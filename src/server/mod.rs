@@ -4,6 +4,7 @@
 //! so the protocol handling is written (and hardened) once.
 
 pub mod conn;
+pub mod deadline;
 pub mod listen;
 pub mod runtime;
 
