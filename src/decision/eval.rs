@@ -151,10 +151,9 @@ fn bool_of(v: Val<'_>) -> R<bool> {
 /// Everything one decision reads.
 struct Env<'a> {
     b: &'a Bundle,
-    // Held as values, ready to push: `var` is then a copy.
-    principal: Val<'a>,
-    action: Val<'a>,
-    resource: Val<'a>,
+    /// The request's variables by `Var` (the context as its record), ready to push:
+    /// `var` is then one indexed copy, with no branch on which variable it is.
+    vars: [Val<'a>; 4],
     context: &'a [(&'a str, CtxValue<'a>)],
     bump: &'a Bump,
     /// Where each context attribute (by interned name) was found last time: a gateway
@@ -182,11 +181,16 @@ impl Bundle {
                 .resize_with(self.data.strings.len(), || Cell::new(0));
         }
         let action = self.resolve(&req.action);
+        // In `Var` order.
+        let vars = [
+            Val::from_ent(self.resolve(&req.principal)),
+            Val::from_ent(action),
+            Val::from_ent(self.resolve(&req.resource)),
+            Val::RecCtx(req.context.attrs),
+        ];
         let env = Env {
             b: self,
-            principal: Val::from_ent(self.resolve(&req.principal)),
-            action: Val::from_ent(action),
-            resource: Val::from_ent(self.resolve(&req.resource)),
+            vars,
             context: req.context.attrs,
             bump: &scratch.bump,
             ctx_hint: &scratch.ctx_hint,
@@ -638,12 +642,7 @@ impl<'a> Env<'a> {
 
     #[inline]
     fn var(&self, v: Var) -> Val<'a> {
-        match v {
-            Var::Principal => self.principal,
-            Var::Action => self.action,
-            Var::Resource => self.resource,
-            Var::Context => Val::RecCtx(self.context),
-        }
+        self.vars[v as usize]
     }
 
     /// `x.attr` for an evaluated `x`.
