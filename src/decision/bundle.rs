@@ -19,6 +19,7 @@
 use super::ir::{BundleData, ConstValue, Effect, EntityIdx, Expr, StrId, ValueId};
 use super::registry::{PurposeProfile, ToolSpec};
 use super::uids::UidIndex;
+use super::vm::Programs;
 use ring::digest::{SHA256, digest};
 use rustc_hash::{FxHashMap, FxHashSet};
 
@@ -80,8 +81,8 @@ pub struct Bundle {
     pub(crate) any_permits: Vec<u32>,
     tools: FxHashMap<Box<str>, usize>,
     purposes: FxHashMap<Box<str>, usize>,
-    /// Each policy's conditions as the evaluator runs them.
-    pub(crate) programs: Vec<super::vm::Program>,
+    /// Every policy's conditions as the evaluator runs them.
+    pub(crate) programs: Programs,
     /// Per pool value, the first value equal to it if it is a scalar (itself otherwise):
     /// two scalars are equal exactly when their canonical ids are.
     pub(crate) canon: Vec<ValueId>,
@@ -225,6 +226,7 @@ impl Bundle {
             .enumerate()
             .map(|(i, s)| (s.as_str().into(), i as StrId))
             .collect();
+        let programs = super::vm::compile(&data);
         let split = |list: &[u32]| -> (Vec<u32>, Vec<u32>) {
             list.iter()
                 .partition(|p| data.policies[**p as usize].effect == Effect::Forbid)
@@ -251,11 +253,6 @@ impl Bundle {
             .iter()
             .enumerate()
             .map(|(i, p)| (p.name.as_str().into(), i))
-            .collect();
-        let programs = data
-            .policies
-            .iter()
-            .map(|p| super::vm::compile(&data, p))
             .collect();
         let canon = canonical_values(&data);
         Bundle {

@@ -252,9 +252,9 @@ impl<'a> Env<'a> {
 
     #[inline(always)]
     fn satisfied(&self, p: u32) -> R<bool> {
-        let prog = &self.b.programs[p as usize];
-        for c in &prog.checks {
-            if self.test(&prog.ops, &c.test)? == c.negate {
+        let progs = &self.b.programs;
+        for c in progs.checks[p as usize].iter() {
+            if self.test(&progs.ops, &c.test)? == c.negate {
                 return Ok(false);
             }
         }
@@ -529,10 +529,7 @@ impl<'a> Env<'a> {
         if !ent.exists {
             return Err(EvalError);
         }
-        match ent.attrs.binary_search_by_key(&attr, |(k, _)| *k) {
-            Ok(k) => Ok(ent.attrs[k].1),
-            Err(_) => Err(EvalError),
-        }
+        attr_of(&ent.attrs, attr).ok_or(EvalError)
     }
 
     /// `==` of two pool values: canonical ids settle every pair of scalars.
@@ -677,9 +674,7 @@ impl<'a> Env<'a> {
         match x {
             Val::Known(i) => {
                 let ent = &self.b.data.entities[i as usize];
-                Ok(Val::Bool(
-                    ent.exists && ent.attrs.binary_search_by_key(&attr, |(k, _)| *k).is_ok(),
-                ))
+                Ok(Val::Bool(ent.exists && attr_of(&ent.attrs, attr).is_some()))
             }
             Val::Foreign(_) => Ok(Val::Bool(false)),
             _ => match x.rec() {
@@ -957,6 +952,19 @@ impl<'a> Env<'a> {
                 }
             }
         })
+    }
+}
+
+/// The value of attribute `attr` in a list sorted by name. Entities have a few
+/// attributes: scanning those beats the branches of a binary search.
+#[inline(always)]
+fn attr_of(attrs: &[(StrId, ValueId)], attr: StrId) -> Option<ValueId> {
+    if attrs.len() <= 4 {
+        return attrs.iter().find(|(k, _)| *k == attr).map(|(_, v)| *v);
+    }
+    match attrs.binary_search_by_key(&attr, |(k, _)| *k) {
+        Ok(k) => Some(attrs[k].1),
+        Err(_) => None,
     }
 }
 
