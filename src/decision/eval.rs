@@ -307,15 +307,12 @@ impl<'a> Env<'a> {
                     },
                 }
             }
-            Test::In(x, target) => match self.operand_fast(x)? {
-                Val::Known(i) => Ok(i == target || self.b.is_ancestor(i, target)),
-                Val::Foreign(_) => Ok(false),
-                _ => Err(EvalError),
-            },
-            Test::Is(x, ty) => match self.operand_fast(x)? {
-                Val::Known(i) => Ok(self.b.data.entities[i as usize].ty == ty),
-                v => self.is_type(v, ty).and_then(bool_of),
-            },
+            // A variable apart from the other operands: merged with the call's result,
+            // its value went through memory.
+            Test::In(Operand::Var(v), target) => self.in_entity(self.var(v), target),
+            Test::In(x, target) => self.in_entity(self.operand(x)?, target),
+            Test::Is(Operand::Var(v), ty) => self.is_entity_type(self.var(v), ty),
+            Test::Is(x, ty) => self.is_entity_type(self.operand(x)?, ty),
             Test::Has(x, a) => self.has_attr(self.operand_fast(x)?, a).and_then(bool_of),
             Test::Eq(x, y) => Ok(self.eq(self.operand_fast(x)?, self.operand_fast(y)?)),
             Test::Less(x, y) => match (self.operand_fast(x)?, self.operand_fast(y)?) {
@@ -335,6 +332,25 @@ impl<'a> Env<'a> {
             }
             Test::Bool(x) => bool_of(self.operand_fast(x)?),
             Test::Ops { .. } | Test::Tree(_) => self.test_slow(ops, t),
+        }
+    }
+
+    /// `x in target` for one literal entity.
+    #[inline(always)]
+    fn in_entity(&self, x: Val<'a>, target: EntityIdx) -> R<bool> {
+        match x {
+            Val::Known(i) => Ok(i == target || self.b.is_ancestor(i, target)),
+            Val::Foreign(_) => Ok(false),
+            _ => Err(EvalError),
+        }
+    }
+
+    /// `x is ty`.
+    #[inline(always)]
+    fn is_entity_type(&self, x: Val<'a>, ty: super::ir::TypeId) -> R<bool> {
+        match x {
+            Val::Known(i) => Ok(self.b.data.entities[i as usize].ty == ty),
+            v => self.is_type(v, ty).and_then(bool_of),
         }
     }
 
