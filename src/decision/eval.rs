@@ -195,10 +195,10 @@ impl Bundle {
             bump: &scratch.bump,
             ctx_hint: &scratch.ctx_hint,
         };
-        let (forbids, permits) = match action {
-            Ent::Known(i) => self.candidates(i),
-            Ent::Foreign(..) => (&self.any_forbids[..], &self.any_permits[..]),
-        };
+        let (forbids, permits) = self.candidates(match action {
+            Ent::Known(i) => Some(i),
+            Ent::Foreign(..) => None,
+        });
         let denied = env.evaluate(
             forbids,
             permits,
