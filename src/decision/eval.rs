@@ -227,10 +227,10 @@ impl<'a> Env<'a> {
         errored: &mut Vec<PolicyRef>,
         collect_all_errors: bool,
     ) -> bool {
-        let (mut list, mut on_permits, mut denied) = (forbids, false, false);
-        let mut i = 0;
+        // What is left of the current list: one pointer and length through the loop.
+        let (mut rest, mut on_permits, mut denied) = (forbids, false, false);
         loop {
-            let Some(&p) = list.get(i) else {
+            let Some((&p, tail)) = rest.split_first() else {
                 if on_permits {
                     return denied;
                 }
@@ -238,10 +238,10 @@ impl<'a> Env<'a> {
                 if denied && !collect_all_errors {
                     return true;
                 }
-                (list, on_permits, i) = (permits, true, 0);
+                (rest, on_permits) = (permits, true);
                 continue;
             };
-            i += 1;
+            rest = tail;
             match self.satisfied(p) {
                 Ok(true) if !denied => determining.push(PolicyRef(p)),
                 Ok(_) => {}
