@@ -19,16 +19,19 @@
 use super::ir::{BundleData, ConstValue, Effect, EntityIdx, Expr, StrId, ValueId};
 use super::registry::{PurposeProfile, ToolSpec};
 use super::uids::UidIndex;
+use super::vm::Programs;
 use ring::digest::{SHA256, digest};
 use rustc_hash::{FxHashMap, FxHashSet};
 
 pub const MAGIC: &[u8; 8] = b"PCLSBNDL";
-/// `Bundle::action_list` for an entity without a list of its own.
-const NO_LIST: u32 = u32::MAX;
 pub const FORMAT_MAJOR: u16 = 1;
 pub const FORMAT_MINOR: u16 = 0;
 /// Deepest expression or value nesting accepted (Cedar itself guards its stack too).
 pub const MAX_DEPTH: u32 = 256;
+
+/// An action's candidate policies: its `forbid`s, then its `permit`s, each in policy
+/// order.
+type Candidates = (Box<[u32]>, Box<[u32]>);
 
 /// Why a bundle was refused. `Truncated`, `Corrupted` and `NotABundle` are the file's
 /// fault (transport or storage); `NewerFormat` means this gateway is older than the
@@ -71,17 +74,17 @@ pub struct Bundle {
     /// (descendant, ancestor) pairs of the transitive closure, for entities with more than
     /// `SCAN_ANCESTORS` ancestors: `in` is one hash probe for those.
     ancestry: FxHashSet<u64>,
-    /// Candidate policies (forbids, permits) of each action that has a list.
-    by_action: Vec<(Vec<u32>, Vec<u32>)>,
-    /// Per entity, its index in `by_action` (`NO_LIST`: none): one load per decision
-    /// where a hash map cost a probe.
+    /// Candidate policies (forbids, permits) of each action that has a list, then those
+    /// of every other action (the policies whose action scope is unconstrained).
+    by_action: Vec<Candidates>,
+    /// Per entity, its index in `by_action` (the last, for an entity without a list of
+    /// its own): one load per decision where a hash map cost a probe, and no branch for
+    /// the fallback.
     action_list: Vec<u32>,
-    pub(crate) any_forbids: Vec<u32>,
-    pub(crate) any_permits: Vec<u32>,
     tools: FxHashMap<Box<str>, usize>,
     purposes: FxHashMap<Box<str>, usize>,
-    /// Each policy's conditions as the evaluator runs them.
-    pub(crate) programs: Vec<super::vm::Program>,
+    /// Every policy's conditions as the evaluator runs them.
+    pub(crate) programs: Programs,
     /// Per pool value, the first value equal to it if it is a scalar (itself otherwise):
     /// two scalars are equal exactly when their canonical ids are.
     pub(crate) canon: Vec<ValueId>,
@@ -225,12 +228,15 @@ impl Bundle {
             .enumerate()
             .map(|(i, s)| (s.as_str().into(), i as StrId))
             .collect();
-        let split = |list: &[u32]| -> (Vec<u32>, Vec<u32>) {
-            list.iter()
-                .partition(|p| data.policies[**p as usize].effect == Effect::Forbid)
+        let programs = super::vm::compile(&data);
+        let split = |list: &[u32]| -> Candidates {
+            let (f, p): (Vec<u32>, Vec<u32>) = list
+                .iter()
+                .partition(|p| data.policies[**p as usize].effect == Effect::Forbid);
+            (f.into(), p.into())
         };
-        let mut action_list = vec![NO_LIST; data.entities.len()];
-        let by_action = data
+        let mut action_list = vec![data.by_action.len() as u32; data.entities.len()];
+        let mut by_action: Vec<_> = data
             .by_action
             .iter()
             .enumerate()
@@ -239,7 +245,7 @@ impl Bundle {
                 split(list)
             })
             .collect();
-        let (any_forbids, any_permits) = split(&data.any_action);
+        by_action.push(split(&data.any_action));
         let tools = data
             .tools
             .iter()
@@ -252,11 +258,6 @@ impl Bundle {
             .enumerate()
             .map(|(i, p)| (p.name.as_str().into(), i))
             .collect();
-        let programs = data
-            .policies
-            .iter()
-            .map(|p| super::vm::compile(&data, p))
-            .collect();
         let canon = canonical_values(&data);
         Bundle {
             canon,
@@ -267,8 +268,6 @@ impl Bundle {
             ancestry,
             by_action,
             action_list,
-            any_forbids,
-            any_permits,
             tools,
             purposes,
             programs,
@@ -331,14 +330,14 @@ impl Bundle {
         }
     }
 
-    pub(crate) fn candidates(&self, action: EntityIdx) -> (&[u32], &[u32]) {
-        match self
-            .by_action
-            .get(self.action_list[action as usize] as usize)
-        {
-            Some((f, p)) => (f, p),
-            None => (&self.any_forbids, &self.any_permits),
-        }
+    /// The candidate policies (forbids, permits) for an action entity, or for an action
+    /// the bundle does not know (`None`).
+    #[inline]
+    pub(crate) fn candidates(&self, action: Option<EntityIdx>) -> (&[u32], &[u32]) {
+        let any = self.by_action.len() - 1;
+        let list = action.map_or(any, |a| self.action_list[a as usize] as usize);
+        let (f, p) = &self.by_action[list];
+        (f, p)
     }
 }
 

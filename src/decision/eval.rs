@@ -151,10 +151,9 @@ fn bool_of(v: Val<'_>) -> R<bool> {
 /// Everything one decision reads.
 struct Env<'a> {
     b: &'a Bundle,
-    // Held as values, ready to push: `var` is then a copy.
-    principal: Val<'a>,
-    action: Val<'a>,
-    resource: Val<'a>,
+    /// The request's variables by `Var` (the context as its record), ready to push:
+    /// `var` is then one indexed copy, with no branch on which variable it is.
+    vars: [Val<'a>; 4],
     context: &'a [(&'a str, CtxValue<'a>)],
     bump: &'a Bump,
     /// Where each context attribute (by interned name) was found last time: a gateway
@@ -182,19 +181,24 @@ impl Bundle {
                 .resize_with(self.data.strings.len(), || Cell::new(0));
         }
         let action = self.resolve(&req.action);
+        // In `Var` order.
+        let vars = [
+            Val::from_ent(self.resolve(&req.principal)),
+            Val::from_ent(action),
+            Val::from_ent(self.resolve(&req.resource)),
+            Val::RecCtx(req.context.attrs),
+        ];
         let env = Env {
             b: self,
-            principal: Val::from_ent(self.resolve(&req.principal)),
-            action: Val::from_ent(action),
-            resource: Val::from_ent(self.resolve(&req.resource)),
+            vars,
             context: req.context.attrs,
             bump: &scratch.bump,
             ctx_hint: &scratch.ctx_hint,
         };
-        let (forbids, permits) = match action {
-            Ent::Known(i) => self.candidates(i),
-            Ent::Foreign(..) => (&self.any_forbids[..], &self.any_permits[..]),
-        };
+        let (forbids, permits) = self.candidates(match action {
+            Ent::Known(i) => Some(i),
+            Ent::Foreign(..) => None,
+        });
         let denied = env.evaluate(
             forbids,
             permits,
@@ -223,10 +227,10 @@ impl<'a> Env<'a> {
         errored: &mut Vec<PolicyRef>,
         collect_all_errors: bool,
     ) -> bool {
-        let (mut list, mut on_permits, mut denied) = (forbids, false, false);
-        let mut i = 0;
+        // What is left of the current list: one pointer and length through the loop.
+        let (mut rest, mut on_permits, mut denied) = (forbids, false, false);
         loop {
-            let Some(&p) = list.get(i) else {
+            let Some((&p, tail)) = rest.split_first() else {
                 if on_permits {
                     return denied;
                 }
@@ -234,10 +238,10 @@ impl<'a> Env<'a> {
                 if denied && !collect_all_errors {
                     return true;
                 }
-                (list, on_permits, i) = (permits, true, 0);
+                (rest, on_permits) = (permits, true);
                 continue;
             };
-            i += 1;
+            rest = tail;
             match self.satisfied(p) {
                 Ok(true) if !denied => determining.push(PolicyRef(p)),
                 Ok(_) => {}
@@ -248,9 +252,9 @@ impl<'a> Env<'a> {
 
     #[inline(always)]
     fn satisfied(&self, p: u32) -> R<bool> {
-        let prog = &self.b.programs[p as usize];
-        for c in &prog.checks {
-            if self.test(&prog.ops, &c.test)? == c.negate {
+        let progs = &self.b.programs;
+        for c in progs.checks[p as usize].iter() {
+            if self.test(&progs.ops, &c.test)? == c.negate {
                 return Ok(false);
             }
         }
@@ -303,15 +307,12 @@ impl<'a> Env<'a> {
                     },
                 }
             }
-            Test::In(x, target) => match self.operand_fast(x)? {
-                Val::Known(i) => Ok(i == target || self.b.is_ancestor(i, target)),
-                Val::Foreign(_) => Ok(false),
-                _ => Err(EvalError),
-            },
-            Test::Is(x, ty) => match self.operand_fast(x)? {
-                Val::Known(i) => Ok(self.b.data.entities[i as usize].ty == ty),
-                v => self.is_type(v, ty).and_then(bool_of),
-            },
+            // A variable apart from the other operands: merged with the call's result,
+            // its value went through memory.
+            Test::In(Operand::Var(v), target) => self.in_entity(self.var(v), target),
+            Test::In(x, target) => self.in_entity(self.operand(x)?, target),
+            Test::Is(Operand::Var(v), ty) => self.is_entity_type(self.var(v), ty),
+            Test::Is(x, ty) => self.is_entity_type(self.operand(x)?, ty),
             Test::Has(x, a) => self.has_attr(self.operand_fast(x)?, a).and_then(bool_of),
             Test::Eq(x, y) => Ok(self.eq(self.operand_fast(x)?, self.operand_fast(y)?)),
             Test::Less(x, y) => match (self.operand_fast(x)?, self.operand_fast(y)?) {
@@ -331,6 +332,25 @@ impl<'a> Env<'a> {
             }
             Test::Bool(x) => bool_of(self.operand_fast(x)?),
             Test::Ops { .. } | Test::Tree(_) => self.test_slow(ops, t),
+        }
+    }
+
+    /// `x in target` for one literal entity.
+    #[inline(always)]
+    fn in_entity(&self, x: Val<'a>, target: EntityIdx) -> R<bool> {
+        match x {
+            Val::Known(i) => Ok(i == target || self.b.is_ancestor(i, target)),
+            Val::Foreign(_) => Ok(false),
+            _ => Err(EvalError),
+        }
+    }
+
+    /// `x is ty`.
+    #[inline(always)]
+    fn is_entity_type(&self, x: Val<'a>, ty: super::ir::TypeId) -> R<bool> {
+        match x {
+            Val::Known(i) => Ok(self.b.data.entities[i as usize].ty == ty),
+            v => self.is_type(v, ty).and_then(bool_of),
         }
     }
 
@@ -525,10 +545,7 @@ impl<'a> Env<'a> {
         if !ent.exists {
             return Err(EvalError);
         }
-        match ent.attrs.binary_search_by_key(&attr, |(k, _)| *k) {
-            Ok(k) => Ok(ent.attrs[k].1),
-            Err(_) => Err(EvalError),
-        }
+        attr_of(&ent.attrs, attr).ok_or(EvalError)
     }
 
     /// `==` of two pool values: canonical ids settle every pair of scalars.
@@ -638,12 +655,7 @@ impl<'a> Env<'a> {
 
     #[inline]
     fn var(&self, v: Var) -> Val<'a> {
-        match v {
-            Var::Principal => self.principal,
-            Var::Action => self.action,
-            Var::Resource => self.resource,
-            Var::Context => Val::RecCtx(self.context),
-        }
+        self.vars[v as usize]
     }
 
     /// `x.attr` for an evaluated `x`.
@@ -678,9 +690,7 @@ impl<'a> Env<'a> {
         match x {
             Val::Known(i) => {
                 let ent = &self.b.data.entities[i as usize];
-                Ok(Val::Bool(
-                    ent.exists && ent.attrs.binary_search_by_key(&attr, |(k, _)| *k).is_ok(),
-                ))
+                Ok(Val::Bool(ent.exists && attr_of(&ent.attrs, attr).is_some()))
             }
             Val::Foreign(_) => Ok(Val::Bool(false)),
             _ => match x.rec() {
@@ -958,6 +968,19 @@ impl<'a> Env<'a> {
                 }
             }
         })
+    }
+}
+
+/// The value of attribute `attr` in a list sorted by name. Entities have a few
+/// attributes: scanning those beats the branches of a binary search.
+#[inline(always)]
+fn attr_of(attrs: &[(StrId, ValueId)], attr: StrId) -> Option<ValueId> {
+    if attrs.len() <= 4 {
+        return attrs.iter().find(|(k, _)| *k == attr).map(|(_, v)| *v);
+    }
+    match attrs.binary_search_by_key(&attr, |(k, _)| *k) {
+        Ok(k) => Some(attrs[k].1),
+        Err(_) => None,
     }
 }
 

@@ -113,10 +113,12 @@ pub struct Check {
     pub negate: bool,
 }
 
-/// A policy's conditions, and the step programs of the conjuncts that need them.
+/// Every policy's conditions, and one table of the step programs of the conjuncts that
+/// need them: a policy's checks are then one indexed load from its number.
 #[derive(Debug, Clone, Default)]
-pub struct Program {
-    pub checks: Vec<Check>,
+pub struct Programs {
+    /// By policy.
+    pub checks: Vec<Box<[Check]>>,
     pub ops: Vec<Op>,
 }
 
@@ -327,14 +329,24 @@ fn test(exprs: &[Expr], e: ExprId) -> Option<Test> {
     })
 }
 
-/// Compiles a policy's conditions.
-pub fn compile(d: &BundleData, p: &PolicyData) -> Program {
+/// Compiles every policy's conditions.
+pub fn compile(d: &BundleData) -> Programs {
+    let mut progs = Programs::default();
+    for p in &d.policies {
+        let checks = compile_policy(d, p, &mut progs.ops);
+        progs.checks.push(checks.into());
+    }
+    progs
+}
+
+/// Compiles a policy's conditions, its programs onto the end of `ops`.
+fn compile_policy(d: &BundleData, p: &PolicyData, ops: &mut Vec<Op>) -> Vec<Check> {
     let exprs = &d.exprs[..];
     let mut parts = Vec::new();
     for &c in &p.conditions {
         conjuncts(exprs, c, false, &mut parts);
     }
-    let mut prog = Program::default();
+    let mut checks = Vec::new();
     for (e, negate) in parts {
         let test = test(exprs, e).map(|t| special(d, t)).unwrap_or_else(|| {
             let mut em = Emitter {
@@ -348,15 +360,15 @@ pub fn compile(d: &BundleData, p: &PolicyData) -> Program {
             if em.max > STACK {
                 return Test::Tree(e);
             }
-            let start = prog.ops.len() as u32;
-            prog.ops.extend(em.ops);
+            let start = ops.len() as u32;
+            ops.extend(em.ops);
             Test::Ops {
                 start,
-                end: prog.ops.len() as u32,
+                end: ops.len() as u32,
                 stack: em.max as u32,
             }
         });
-        prog.checks.push(Check { test, negate });
+        checks.push(Check { test, negate });
     }
-    prog
+    checks
 }
