@@ -234,31 +234,33 @@ impl Stack {
             GatewayUnderTest::InProcess { cores } => {
                 let dir = tempfile::tempdir()
                     .map_err(|e| CompareError::Gateway(format!("temporary directory: {e}")))?;
-                // The deployment names the backend's address, so take the port first.
-                let backend_addr = std::net::TcpListener::bind(backend_listen)
-                    .and_then(|l| l.local_addr())
-                    .map_err(|source| CompareError::Backend {
+                // The backend checks the deployment's credentials and the deployment names
+                // the backend's address: write it, start the backend, then point the
+                // gateway at the port it got. (Taking a port with a probe listener and
+                // dropping it let a concurrent server be handed the same port.)
+                let any: SocketAddr = "127.0.0.1:0".parse().expect("literal address");
+                let mut settings = GatewaySettings {
+                    listen: any,
+                    admin_listen: any,
+                    cores: *cores,
+                    driver: portcullis::server::Driver::Auto,
+                    backend: backend_listen,
+                    audit_on_full: "deny".into(),
+                };
+                let d = setup::write_deployment(dir.path(), &settings)?;
+                let b = backend::start(backend_listen, backend_threads, checking(&d)).map_err(
+                    |source| CompareError::Backend {
                         addr: backend_listen,
                         source,
-                    })?;
-                let any: SocketAddr = "127.0.0.1:0".parse().expect("literal address");
-                let d = setup::write_deployment(
-                    dir.path(),
-                    &GatewaySettings {
-                        listen: any,
-                        admin_listen: any,
-                        cores: *cores,
-                        driver: portcullis::server::Driver::Auto,
-                        backend: backend_addr,
-                        audit_on_full: "deny".into(),
                     },
                 )?;
-                let b = backend::start(backend_addr, backend_threads, checking(&d)).map_err(
-                    |source| CompareError::Backend {
-                        addr: backend_addr,
-                        source,
-                    },
-                )?;
+                if b.addr != settings.backend {
+                    settings.backend = b.addr;
+                    if let Err(e) = setup::write_gateway_config(&d, &settings) {
+                        b.shutdown();
+                        return Err(e.into());
+                    }
+                }
                 pin(&cpus.gateway);
                 let gw = portcullis::config::Config::load(&d.config)
                     .map_err(|e| CompareError::Gateway(e.to_string()))?;

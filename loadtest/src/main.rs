@@ -63,7 +63,7 @@ fn driver(s: &str) -> Result<DriverArg, String> {
 }
 
 /// A CPU list from the command line. A newtype so that clap takes `0,1` as one value
-/// (an `Option<Cpus>` field would ask for a `usize` parser, and the derive panics
+/// (an `Option<Vec<usize>>` field would ask for a `usize` parser, and the derive panics
 /// when the flag is given).
 #[derive(Clone, Debug, PartialEq)]
 struct Cpus(Vec<usize>);

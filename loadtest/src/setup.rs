@@ -122,14 +122,15 @@ pub fn write_deployment(dir: &Path, s: &GatewaySettings) -> Result<Deployment, S
         .map_err(io(&admin))?;
 
     let config = dir.join("gateway.toml");
-    write(&config, gateway_toml(s).as_bytes())?;
-    Ok(Deployment {
+    let d = Deployment {
         dir: dir.to_path_buf(),
         config,
         issuer,
         records_credential,
         mcp_credential,
-    })
+    };
+    write_gateway_config(&d, s)?;
+    Ok(d)
 }
 
 /// The gateway configuration: the example policies, the deployment's keys and vault, and
@@ -208,6 +209,13 @@ pub fn load_deployment(dir: &Path) -> Result<Deployment, SetupError> {
     })
 }
 
+/// (Re)writes the deployment's `gateway.toml` for `s`: the last step of `write_deployment`,
+/// and how a caller points the gateway at a backend whose port is known only once the
+/// backend listens.
+pub fn write_gateway_config(d: &Deployment, s: &GatewaySettings) -> Result<(), SetupError> {
+    write(&d.config, gateway_toml(s).as_bytes())
+}
+
 /// Where the deployment's gateway sends its records calls: the backend to run for it.
 pub fn backend_addr(d: &Deployment) -> Result<SocketAddr, SetupError> {
     let invalid = |message: String| SetupError::Invalid {
@@ -215,22 +223,25 @@ pub fn backend_addr(d: &Deployment) -> Result<SocketAddr, SetupError> {
         message,
     };
     let cfg = portcullis::config::Config::load(&d.config).map_err(|e| invalid(e.to_string()))?;
-    let url = &cfg
-        .upstreams
-        .get("records")
-        .ok_or_else(|| {
-            invalid("no [upstreams.records]: not a `portcullis-loadtest setup` deployment".into())
-        })?
-        .url;
-    let host = url
-        .strip_prefix("http://")
-        .unwrap_or(url)
-        .trim_end_matches('/');
-    host.parse().map_err(|_| {
-        invalid(format!(
-            "upstreams.records.url `{url}` is not http://IP:PORT"
-        ))
-    })
+    if !cfg.upstreams.contains_key("records") {
+        return Err(invalid(
+            "no [upstreams.records]: not a `portcullis-loadtest setup` deployment".into(),
+        ));
+    }
+    // The gateway's own reading of the URL, so both agree on where it forwards.
+    match cfg
+        .upstream_addr("records")
+        .map_err(|e| invalid(e.to_string()))?
+    {
+        portcullis::config::UpstreamAddr::Http { addr, .. } => addr.parse().map_err(|_| {
+            invalid(format!(
+                "upstreams.records.url: `{addr}` is not IP:PORT, so no backend can listen there"
+            ))
+        }),
+        portcullis::config::UpstreamAddr::Builtin(b) => Err(invalid(format!(
+            "upstreams.records is `builtin:{b}`: there is no backend to start for it"
+        ))),
+    }
 }
 
 /// The credentials the backend must see, from a deployment directory.

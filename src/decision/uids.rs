@@ -75,12 +75,7 @@ impl UidIndex {
             index.keys.extend_from_slice(id.as_bytes());
             let (t, d) = (ty.as_bytes(), id.as_bytes());
             let key = key(t, d);
-            let h = if t.len() > SHORT || d.len() > SHORT {
-                long_hash(t, d)
-            } else {
-                short_hash(key)
-            };
-            let mut pos = h as usize & index.mask;
+            let mut pos = hash_of(t, d, key) as usize & index.mask;
             while index.slots[pos].entity != EMPTY {
                 pos = (pos + 1) & index.mask;
             }
@@ -229,6 +224,15 @@ fn short_hash(k: Key) -> u64 {
     fold(fold(k.ty ^ K0, k.id ^ K1) ^ k.lens, K2)
 }
 
+/// The table's hash of `ty::"id"` with key `k`, by the rule `get` probes with.
+fn hash_of(ty: &[u8], id: &[u8], k: Key) -> u64 {
+    if ty.len() > SHORT || id.len() > SHORT {
+        long_hash(ty, id)
+    } else {
+        short_hash(k)
+    }
+}
+
 #[inline(never)]
 fn long_hash(ty: &[u8], id: &[u8]) -> u64 {
     mix(mix(0, ty), id)
@@ -280,11 +284,7 @@ mod tests {
     fn hash_separates_type_from_id() {
         let h = |t: &str, i: &str| {
             let (t, i) = (t.as_bytes(), i.as_bytes());
-            if t.len() > SHORT || i.len() > SHORT {
-                long_hash(t, i)
-            } else {
-                short_hash(key(t, i))
-            }
+            hash_of(t, i, key(t, i))
         };
         assert_ne!(h("ab", "c"), h("a", "bc"));
         assert_ne!(h("User", "u1"), h("User", "u2"));

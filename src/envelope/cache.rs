@@ -2,8 +2,8 @@
 //! cost a hash and a lookup instead of an Ed25519 verification (~50 µs).
 //!
 //! Indexed by a keyed hash (SipHash with a per-process random key) of the end of the
-//! token's signature segment, and confirmed by comparing the whole token: two different tokens
-//! never share an entry, as with a full SHA-256 digest, at a tenth of the cost (a
+//! token's signature segment, and confirmed by comparing the whole token: two different
+//! tokens never share an entry, as with a full SHA-256 digest, at a tenth of the cost (a
 //! SHA-256 of a 1 KiB token is ~0.7 µs here; the signature segment is 86 bytes). Only
 //! successful verifications are cached; expiry is re-checked on every hit, so a cached
 //! envelope stops working the second it expires. Eviction is first-in first-out: entries

@@ -110,9 +110,10 @@ impl RequestHead {
 
     /// The request target without its query string.
     pub fn path<'b>(&self, buf: &'b [u8]) -> &'b str {
-        let t = &buf[self.target.clone()];
-        let end = memchr::memchr(b'?', t).unwrap_or(t.len());
-        std::str::from_utf8(&t[..end]).unwrap_or("")
+        let start = self.target.start;
+        let end =
+            memchr::memchr(b'?', &buf[self.target.clone()]).map_or(self.target.end, |q| start + q);
+        field(buf, &(start..end))
     }
 }
 
