@@ -102,6 +102,15 @@ async fn exercise(modern: bool) {
         .unwrap_err();
     assert_eq!(denial(e).1["reason"], "tool_not_in_envelope");
 
+    let line = &allowed_mcp_lines(&gw, "contracts.read", 1)[0];
+    assert_eq!(line["resource"], "contract_7781", "{line}");
+    assert_eq!(line["upstream_status"], 200, "{line}");
+    assert_eq!(line["delegator"], "user_7f3a91", "{line}");
+    assert!(
+        !line["policies"].as_array().unwrap().is_empty(),
+        "an allowed call names its determining policies: {line}"
+    );
+
     // The records backend saw the vaulted credential, never the envelope.
     let cred = gw.credential("records_api");
     let seen = gw.demo_log("records");
@@ -114,6 +123,24 @@ async fn exercise(modern: bool) {
         assert!(s.headers.iter().all(|(_, v)| !v.contains(&token[..60])));
     }
     client.cancel().await.unwrap();
+}
+
+/// The audit lines of `n` allowed MCP calls of `tool`, once they are on disk (cores hand
+/// their batches to the writer on a timer). Gives up after a minute.
+fn allowed_mcp_lines(gw: &TestGateway, tool: &str, n: usize) -> Vec<Value> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let lines: Vec<Value> = gw
+            .audit_lines_now()
+            .into_iter()
+            .filter(|l| l["via"] == "mcp" && l["tool"] == tool && l["decision"] == "allow")
+            .collect();
+        if lines.len() >= n || std::time::Instant::now() > deadline {
+            assert_eq!(lines.len(), n, "allowed {tool} lines: {lines:?}");
+            return lines;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -156,6 +183,11 @@ async fn a_tool_served_by_an_upstream_mcp_server_streams_through() {
         let s = r.structured_content.unwrap();
         assert_eq!(s["clauses"].as_array().unwrap().len(), 3);
         client.cancel().await.unwrap();
+    }
+    for line in allowed_mcp_lines(&gw, "contracts.classify_clauses", 2) {
+        assert_eq!(line["resource"], "contract_7781", "{line}");
+        assert_eq!(line["upstream_status"], 200, "{line}");
+        assert!(!line["policies"].as_array().unwrap().is_empty(), "{line}");
     }
     let cred = gw.credential("docs_mcp");
     for s in gw.demo_log("docs-mcp") {

@@ -175,11 +175,28 @@ impl CoreAudit {
 
     /// Queues one record: `decision` from `record::encode`, then the outcome.
     pub fn push(&mut self, decision: &[u8], latency_us: u64, upstream_status: u16, allowed: bool) {
+        self.push_with(
+            |out| out.extend_from_slice(decision),
+            latency_us,
+            upstream_status,
+            allowed,
+        );
+    }
+
+    /// Queues one record whose decision part `encode` appends (as `record::encode` does)
+    /// straight into the batch.
+    pub fn push_with(
+        &mut self,
+        encode: impl FnOnce(&mut Vec<u8>),
+        latency_us: u64,
+        upstream_status: u16,
+        allowed: bool,
+    ) {
         if self.held.is_some() && !allowed && self.buf.len() >= HELD_BYTES {
             self.sink.dropped.fetch_add(1, Ordering::Relaxed);
             return;
         }
-        self.buf.extend_from_slice(decision);
+        encode(&mut self.buf);
         record::encode_outcome(&mut self.buf, latency_us, upstream_status);
         self.buf.push(b'\n');
         self.records += 1;

@@ -129,8 +129,9 @@ fn list<S: AsRef<str>>(out: &mut Vec<u8>, name: &str, v: &[S]) {
 
 /// Appends the decision part of a record: a JSON object body without its closing brace.
 /// The outcome (`encode_outcome`) follows once the upstream has answered; the writer adds
-/// the chain fields and closes the object. Split so a call can encode what it decided
-/// before it awaits the upstream, and hold no borrowed data across the await.
+/// the chain fields and closes the object. Split so a denied call can encode what it
+/// decided at once; an allowed call encodes both parts after the upstream has answered
+/// (`gateway::audit_hook::Held`), off the path the agent waits on.
 pub fn encode(out: &mut Vec<u8>, r: &Record<'_>) {
     out.extend_from_slice(b"{\"time\":\"");
     crate::clock::push_rfc3339_micros(out, r.time_us);

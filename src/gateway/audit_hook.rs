@@ -4,6 +4,7 @@
 use super::service::Gateway;
 use super::state::Active;
 use crate::audit::record::{NO_WHO, PolicyVisitor, Record, claims_who, encode};
+use crate::decision::PolicyRef;
 use crate::envelope::Claims;
 use crate::pipeline::deny::DecisionId;
 use std::time::Instant;
@@ -73,6 +74,95 @@ impl Gateway {
     /// or this core holds a batch the queue refused, and the gateway fails closed).
     pub fn audit_has_room(&self) -> bool {
         self.audit.borrow().has_room()
+    }
+}
+
+/// An allowed call's decision, held while the upstream answers and encoded only once the
+/// response is on its way to the agent: formatting the record (timestamp, escaping, the
+/// envelope's fields) is then off the path the agent waits on. What the call borrows from
+/// its parsed arguments (the resource) and from the per-core decision scratch (the
+/// determining policies) cannot outlive the decision, so it is copied into the
+/// connection's `note` buffer: the resource's bytes, then each policy's index.
+pub struct Held {
+    time_us: u64,
+    record_count: u64,
+    resource_len: usize,
+}
+
+impl Held {
+    /// Copies what the record needs from the decision into `note` (cleared first).
+    pub fn new(
+        note: &mut Vec<u8>,
+        resource: &str,
+        record_count: u64,
+        policies: &[PolicyRef],
+    ) -> Self {
+        note.clear();
+        note.extend_from_slice(resource.as_bytes());
+        for p in policies {
+            note.extend_from_slice(&p.0.to_le_bytes());
+        }
+        Held {
+            time_us: crate::clock::now_unix_micros(),
+            record_count,
+            resource_len: resource.len(),
+        }
+    }
+}
+
+/// What a held decision was about, beyond what `Held` copied: all of it lives as long as
+/// the call (the envelope's claims, the tool's registry entry, the active bundle).
+pub struct HeldSubject<'a> {
+    pub claims: &'a Claims,
+    pub tool: &'a str,
+    pub data_classes: &'a [String],
+    pub via: &'a str,
+}
+
+impl Gateway {
+    /// Encodes a held allowed decision with its outcome straight into this core's audit
+    /// batch.
+    #[allow(clippy::too_many_arguments)]
+    pub fn audit_held(
+        &self,
+        note: &[u8],
+        held: &Held,
+        did: &DecisionId,
+        s: &HeldSubject<'_>,
+        active: &Active,
+        started: Instant,
+        upstream_status: u16,
+    ) {
+        let (resource, policies) = note.split_at(held.resource_len.min(note.len()));
+        let visit = |f: &mut dyn FnMut(&str)| {
+            for p in policies.chunks_exact(4) {
+                let i = u32::from_le_bytes([p[0], p[1], p[2], p[3]]);
+                f(active.bundle.policy_id(PolicyRef(i)));
+            }
+        };
+        let r = Record {
+            time_us: held.time_us,
+            decision_id: did.as_str(),
+            allowed: true,
+            reason: "allow",
+            who: claims_who(s.claims),
+            tool: s.tool,
+            // Copied from a `&str` in `Held::new`.
+            resource: std::str::from_utf8(resource).unwrap_or_default(),
+            data_classes: s.data_classes,
+            record_count: held.record_count,
+            policy_version: &active.audit_version,
+            policies: &visit,
+            via: s.via,
+        };
+        let us = started.elapsed().as_micros() as u64;
+        self.audit
+            .borrow_mut()
+            .push_with(|out| encode(out, &r), us, upstream_status, true);
+        self.metrics().decision("allow");
+        if !s.tool.is_empty() {
+            *self.tool_counts.borrow_mut().entry_ref(s.tool) += 1;
+        }
     }
 }
 

@@ -9,7 +9,7 @@
 //! `tools/list` shows only what that envelope may call and `tools/call` is decided per
 //! call exactly as `POST /v1/tools/{tool}` is.
 
-use super::audit_hook::Subject;
+use super::audit_hook::{Held, HeldSubject, Subject};
 use super::service::Gateway;
 use super::state::Active;
 use super::upstream_mcp::write_post;
@@ -419,6 +419,7 @@ async fn post(gw: &Gateway, req: Request<'_>, io: &mut ConnIo) -> Disposition {
     let active: Arc<Active> = gw.shared.active.load_full();
     let mut note = std::mem::take(&mut io.note);
     note.clear();
+    let mut held = None;
     let plan = {
         let mut parser = gw.parser.borrow_mut();
         let mut scratch = gw.scratch.borrow_mut();
@@ -526,6 +527,7 @@ async fn post(gw: &Gateway, req: Request<'_>, io: &mut ConnIo) -> Disposition {
                     &mut scratch,
                     upreq,
                     note,
+                    &mut held,
                 ),
                 other => Plan::Error {
                     // 2026-07-28: an unimplemented method is HTTP 404 with -32601 (the
@@ -539,19 +541,33 @@ async fn post(gw: &Gateway, req: Request<'_>, io: &mut ConnIo) -> Disposition {
             }
         })
     };
+    let audited = |tool: &str, status: u16| {
+        audit_allowed(
+            gw,
+            &note,
+            held.as_ref(),
+            &did,
+            &claims,
+            tool,
+            &active,
+            started,
+            status,
+        )
+    };
     let disposition = match plan {
         Plan::CallMcp { id, tool } => {
-            let status = call_mcp(
+            let (disposition, status) = call_mcp(
                 gw, &active, &claims, &req, io, id, &tool, &did, started, modern,
             )
             .await;
-            gw.audit_commit(&note, started, status.1, true);
-            status.0
+            audited(&tool, status);
+            disposition
         }
         Plan::CallHttp { id, tool } => {
-            let status = call_http(gw, &active, io, id, &tool, &did, modern, started).await;
-            gw.audit_commit(&note, started, status.1, true);
-            status.0
+            let (disposition, status) =
+                call_http(gw, &active, io, id, &tool, &did, modern, started).await;
+            audited(&tool, status);
+            disposition
         }
         other => {
             if !note.is_empty() {
@@ -563,6 +579,32 @@ async fn post(gw: &Gateway, req: Request<'_>, io: &mut ConnIo) -> Disposition {
     };
     io.note = note;
     disposition
+}
+
+/// The audit record of an allowed `tools/call`, once the tool has answered: the held
+/// decision (see `plan_call`), or the record already in `note` when none was held.
+#[allow(clippy::too_many_arguments)]
+fn audit_allowed(
+    gw: &Gateway,
+    note: &[u8],
+    held: Option<&Held>,
+    did: &DecisionId,
+    claims: &crate::envelope::Claims,
+    tool: &str,
+    active: &Active,
+    started: std::time::Instant,
+    upstream_status: u16,
+) {
+    let Some(held) = held else {
+        return gw.audit_commit(note, started, upstream_status, true);
+    };
+    let about = HeldSubject {
+        claims,
+        tool,
+        data_classes: active.bundle.tool(tool).map_or(&[], |t| &t.data_classes),
+        via: "mcp",
+    };
+    gw.audit_held(note, held, did, &about, active, started, upstream_status);
 }
 
 /// Answers a plan that calls no tool.
@@ -645,7 +687,8 @@ async fn answer(
     }
 }
 
-/// Decides a `tools/call` and writes the decision part of its audit record into `note`.
+/// Decides a `tools/call`. An allowed call's decision is held (`held`, with its data in
+/// `note`) until the tool has answered; any other's audit record is encoded into `note`.
 #[allow(clippy::too_many_arguments)]
 fn plan_call(
     gw: &Gateway,
@@ -658,6 +701,7 @@ fn plan_call(
     scratch: &mut crate::decision::Scratch,
     upreq: &mut Vec<u8>,
     note: &mut Vec<u8>,
+    held: &mut Option<Held>,
 ) -> Plan {
     let mut subject = Subject {
         claims: Some(claims),
@@ -688,6 +732,15 @@ fn plan_call(
         ),
         _ => (false, "invalid_arguments", false),
     };
+    if allowed {
+        *held = Some(Held::new(
+            note,
+            subject.resource,
+            subject.record_count,
+            scratch.determining(),
+        ));
+        return plan;
+    }
     let scratch: &crate::decision::Scratch = scratch;
     let visit = |f: &mut dyn FnMut(&str)| {
         if by_policy {

@@ -2,7 +2,7 @@
 //! then revocation), denial responses, and the plain HTTP tool-call path
 //! (`POST /v1/tools/{tool}`). MCP and delegation live in their own modules.
 
-use super::audit_hook::Subject;
+use super::audit_hook::{Held, HeldSubject, Subject};
 use super::state::{Active, Shared};
 use crate::audit::record::no_policies;
 use crate::clock;
@@ -194,33 +194,43 @@ impl Gateway {
                     )
                     .map_err(|e| Denial::BadArguments(e.to_string()))
                 })();
-                let decided_by_policy = matches!(
-                    outcome,
-                    Ok(()) | Err(Denial::PolicyDenied | Denial::AuditUnavailable)
-                );
-                let visit = |f: &mut dyn FnMut(&str)| {
-                    if decided_by_policy {
-                        determining(&active.bundle, &scratch, f);
+                match outcome {
+                    Ok(()) => Ok(Held::new(
+                        note,
+                        subject.resource,
+                        subject.record_count,
+                        scratch.determining(),
+                    )),
+                    Err(d) => {
+                        let by_policy =
+                            matches!(d, Denial::PolicyDenied | Denial::AuditUnavailable);
+                        let visit = |f: &mut dyn FnMut(&str)| {
+                            if by_policy {
+                                determining(&active.bundle, &scratch, f);
+                            }
+                        };
+                        self.audit_decision(
+                            note,
+                            &id,
+                            false,
+                            d.reason(),
+                            &subject,
+                            &active,
+                            &visit,
+                        );
+                        Err(d)
                     }
-                };
-                let reason = outcome.as_ref().err().map_or("allow", Denial::reason);
-                self.audit_decision(
-                    note,
-                    &id,
-                    outcome.is_ok(),
-                    reason,
-                    &subject,
-                    &active,
-                    &visit,
-                );
-                outcome
+                }
             })
         };
-        if let Err(d) = decided {
-            self.audit_commit(&note, started, 0, false);
-            io.note = note;
-            return deny_http(io, &d, &id);
-        }
+        let held = match decided {
+            Ok(h) => h,
+            Err(d) => {
+                self.audit_commit(&note, started, 0, false);
+                io.note = note;
+                return deny_http(io, &d, &id);
+            }
+        };
         let method = method_of(&tool.method);
         let mut extra = [0u8; 96];
         let extra_len = decision_header(&mut extra, &id);
@@ -265,7 +275,13 @@ impl Gateway {
             }
         };
         self.observe_call(started, upstream_started, scrubbed);
-        self.audit_commit(&note, started, status, true);
+        let about = HeldSubject {
+            claims: &claims,
+            tool: tool_name,
+            data_classes: &tool.data_classes,
+            via: "http",
+        };
+        self.audit_held(&note, &held, &id, &about, &active, started, status);
         io.note = note;
         match ex.result {
             Ok(out) if out.client_close => Disposition::Close,
