@@ -15,6 +15,7 @@
 #   loadtest/instructions.sh                # 20000 calls per measurement
 #   N=50000 WORKLOAD=fleet loadtest/instructions.sh
 #   KEEP_DUMPS=/tmp/cg loadtest/instructions.sh   # keep the callgrind dumps for callgrind_annotate
+#   GATEWAY_BIN=/path/to/portcullis loadtest/instructions.sh   # count another build of the gateway
 #
 # Needs valgrind (apt-get install valgrind).
 set -euo pipefail
@@ -29,6 +30,7 @@ command -v valgrind >/dev/null || { echo "valgrind is needed: apt-get install va
 
 cargo build --release --locked -p portcullis -p portcullis-loadtest >&2
 bin=target/release
+gw_bin=$(realpath "${GATEWAY_BIN:-$bin/portcullis}")
 work=$(mktemp -d)
 pids=()
 cleanup() {
@@ -108,7 +110,7 @@ kill "$bpid"; wait "$bpid" 2>/dev/null || true
 bpid=$!
 pids+=("$bpid")
 (cd "$work/d" && exec valgrind --tool=callgrind --separate-threads=yes --callgrind-out-file="$work/cg.out.%p" \
-    "$OLDPWD/$bin/portcullis" serve --config gateway.toml) 2>"$work/vg-gateway.log" &
+    "$gw_bin" serve --config gateway.toml) 2>"$work/vg-gateway.log" &
 gpid=$!
 pids+=("$gpid")
 wait_port "$BP"
