@@ -26,22 +26,7 @@ BP=${BACKEND_PORT:-28280}
 cargo build --release --locked -p portcullis-loadtest >&2
 lt=target/release/portcullis-loadtest
 work=$(mktemp -d)
-pids=()
-cleanup() {
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$work"
-}
-trap cleanup EXIT
-
-wait_port() {
-    for _ in $(seq 300); do
-        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-        sleep 0.1
-    done
-    echo "nothing listens on port $1 (see $work/*.log)" >&2
-    return 1
-}
+. loadtest/processes.sh
 
 "$lt" setup --out "$work/A" --backend "127.0.0.1:$BP" --listen 127.0.0.1:$((BP + 1)) \
     --admin-listen 127.0.0.1:$((BP + 2)) >/dev/null
@@ -58,7 +43,9 @@ pids+=($!)
 pids+=($!)
 (cd "$work/B" && exec taskset -c 0 "$GB" serve --config gateway.toml) 2>"$work/B.log" &
 pids+=($!)
-for p in "$BP" $((BP + 1)) $((BP + 3)); do wait_port "$p"; done
+wait_port "$BP" "$work/backend.log"
+wait_port $((BP + 1)) "$work/A.log"
+wait_port $((BP + 3)) "$work/B.log"
 
 port() { if [ "$1" = A ]; then echo $((BP + 1)); else echo $((BP + 3)); fi; }
 # Warm-up: every envelope verified once and cached, upstream connections pooled.
@@ -74,7 +61,11 @@ for r in $(seq "$ROUNDS"); do
         line=$("$lt" run --target "127.0.0.1:$(port $g)" --workload allowed --deployment "$work/$g" \
             --rate "$RATE" --duration "$DUR" --connections "$CONNS" --cpus 1 --quiet 2>&1 |
             grep -E '^target +[0-9]' | awk '{print $3, $4, $5}')
-        [ -n "$line" ] || { echo "run against $g failed (see $work/$g.log)" >&2; exit 1; }
+        if [ -z "$line" ]; then
+            echo "the run against $g failed; its gateway's log:" >&2
+            tail -n 20 "$work/$g.log" >&2
+            exit 1
+        fi
         echo "$g $line" | tee -a "$work/runs.txt" | awk '{printf "%-5s %7s %7s %7s\n", $1, $2, $3, $4}'
     done
 done

@@ -32,24 +32,7 @@ cargo build --release --locked -p portcullis -p portcullis-loadtest >&2
 bin=target/release
 gw_bin=$(realpath "${GATEWAY_BIN:-$bin/portcullis}")
 work=$(mktemp -d)
-pids=()
-cleanup() {
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-    sleep 1
-    for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$work"
-}
-trap cleanup EXIT
-
-wait_port() {
-    for _ in $(seq 600); do
-        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-        sleep 0.1
-    done
-    echo "nothing listens on port $1" >&2
-    return 1
-}
+. loadtest/processes.sh
 
 # Send $N calls with `run` arguments "${@:2}", the counters of the callgrind process $1
 # zeroed once warmed up, dump, and print the instructions counted.

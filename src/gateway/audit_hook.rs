@@ -20,6 +20,32 @@ pub struct Subject<'a> {
     pub via: &'a str,
 }
 
+/// The record of a decision about `s`, as `record::encode` writes it.
+fn record<'r>(
+    time_us: u64,
+    did: &'r DecisionId,
+    allowed: bool,
+    reason: &'r str,
+    s: &Subject<'r>,
+    active: &'r Active,
+    policies: PolicyVisitor<'r>,
+) -> Record<'r> {
+    Record {
+        time_us,
+        decision_id: did.as_str(),
+        allowed,
+        reason,
+        who: s.claims.map_or(NO_WHO, claims_who),
+        tool: s.tool,
+        resource: s.resource,
+        data_classes: s.data_classes,
+        record_count: s.record_count,
+        policy_version: &active.audit_version,
+        policies,
+        via: s.via,
+    }
+}
+
 impl Gateway {
     /// Encodes the decision part of an audit record into `out` (cleared first).
     #[allow(clippy::too_many_arguments)]
@@ -34,24 +60,15 @@ impl Gateway {
         policies: PolicyVisitor<'_>,
     ) {
         out.clear();
-        let r = Record {
-            time_us: crate::clock::now_unix_micros(),
-            decision_id: did.as_str(),
-            allowed,
-            reason,
-            who: s.claims.map_or(NO_WHO, claims_who),
-            tool: s.tool,
-            resource: s.resource,
-            data_classes: s.data_classes,
-            record_count: s.record_count,
-            policy_version: &active.audit_version,
-            policies,
-            via: s.via,
-        };
-        encode(out, &r);
+        let now = crate::clock::now_unix_micros();
+        encode(out, &record(now, did, allowed, reason, s, active, policies));
+        self.count_decision(reason, s.tool);
+    }
+
+    fn count_decision(&self, reason: &str, tool: &str) {
         self.metrics().decision(reason);
-        if !s.tool.is_empty() {
-            *self.tool_counts.borrow_mut().entry_ref(s.tool) += 1;
+        if !tool.is_empty() {
+            *self.tool_counts.borrow_mut().entry_ref(tool) += 1;
         }
     }
 
@@ -140,29 +157,21 @@ impl Gateway {
                 f(active.bundle.policy_id(PolicyRef(i)));
             }
         };
-        let r = Record {
-            time_us: held.time_us,
-            decision_id: did.as_str(),
-            allowed: true,
-            reason: "allow",
-            who: claims_who(s.claims),
+        let about = Subject {
+            claims: Some(s.claims),
             tool: s.tool,
             // Copied from a `&str` in `Held::new`.
             resource: std::str::from_utf8(resource).unwrap_or_default(),
             data_classes: s.data_classes,
             record_count: held.record_count,
-            policy_version: &active.audit_version,
-            policies: &visit,
             via: s.via,
         };
+        let r = record(held.time_us, did, true, "allow", &about, active, &visit);
         let us = started.elapsed().as_micros() as u64;
         self.audit
             .borrow_mut()
             .push_with(|out| encode(out, &r), us, upstream_status, true);
-        self.metrics().decision("allow");
-        if !s.tool.is_empty() {
-            *self.tool_counts.borrow_mut().entry_ref(s.tool) += 1;
-        }
+        self.count_decision("allow", s.tool);
     }
 }
 
