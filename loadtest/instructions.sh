@@ -17,7 +17,12 @@
 #   KEEP_DUMPS=/tmp/cg loadtest/instructions.sh   # keep the callgrind dumps for callgrind_annotate
 #   GATEWAY_BIN=/path/to/portcullis loadtest/instructions.sh   # count another build of the gateway
 #
-# Needs valgrind (apt-get install valgrind).
+# It also prints the worker's code footprint: how many distinct instructions ran in the
+# measured calls, on how many 64-byte cache lines and 4-KiB pages. On a core the backend
+# and the kernel share, a call fetches most of that code cold, so the footprint matters
+# as much as the count.
+#
+# Needs valgrind (apt-get install valgrind) and python3.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -27,6 +32,7 @@ BP=${BACKEND_PORT:-28180}
 GP=${GATEWAY_PORT:-28181}
 AP=${ADMIN_PORT:-28182}
 command -v valgrind >/dev/null || { echo "valgrind is needed: apt-get install valgrind" >&2; exit 1; }
+command -v python3 >/dev/null || { echo "python3 is needed (it reads the callgrind dumps)" >&2; exit 1; }
 
 cargo build --release --locked -p portcullis -p portcullis-loadtest >&2
 bin=target/release
@@ -57,7 +63,9 @@ measure() {
         ir=$(grep -E '^summary:' "$f" | awk '{print $2}')
         [ "${ir:-0}" -gt 0 ] || continue
         # (With LTO the writer's loop is inlined into its thread's closure; the chain is not.)
-        if grep -q 'conn::serve' "$f"; then what="worker thread"
+        if grep -q 'conn::serve' "$f"; then
+            what="worker thread"
+            footprint "$f" >"$work/footprint.txt"
         elif grep -qE 'audit::(writer|chain)' "$f"; then what="audit writer thread"
         else what="other threads"; fi
         echo "$what|$ir" >>"$work/threads.txt"
@@ -66,6 +74,42 @@ measure() {
     if [ -n "${KEEP_DUMPS:-}" ]; then mkdir -p "$KEEP_DUMPS" && cp "$work"/cg.out.*.* "$KEEP_DUMPS"/; fi
     rm -f "$work"/cg.out.*.*
     echo "$total"
+}
+
+# Distinct instructions executed in a callgrind dump taken with --dump-instr=yes, and the
+# cache lines and pages they sit on. Cost lines are "ADDR LINE IR" with ADDR absolute
+# (0x...), relative (+N, -N) or unchanged (*); the line after a calls= line is the call's
+# inclusive cost, not an instruction of this function.
+footprint() {
+    python3 - "$1" <<'PY'
+import sys
+ran = set()
+addr = 0
+after_call = False
+for line in open(sys.argv[1]):
+    if line.startswith("calls="):
+        after_call = True
+        continue
+    if not line or not (line[0] in "0123456789+-*"):
+        continue
+    parts = line.split()
+    a = parts[0]
+    if a.startswith("0x"):
+        addr = int(a, 16)
+    elif a[0] in "+-":
+        step = int(a[1:], 16) if a[1:].startswith("0x") else int(a[1:])
+        addr += step if a[0] == "+" else -step
+    elif a != "*":
+        addr = int(a)
+    if after_call:
+        after_call = False
+        continue
+    if len(parts) >= 3 and int(parts[2]) > 0:
+        ran.add(addr)
+lines = {a >> 6 for a in ran}
+pages = {a >> 12 for a in ran}
+print(f"{len(ran)} distinct instructions on {len(lines)} cache lines ({len(lines) * 64 // 1024} KiB), {len(pages)} 4-KiB pages")
+PY
 }
 
 # Instructions per call of each kind of thread in the last measurement.
@@ -93,7 +137,7 @@ kill "$bpid"; wait "$bpid" 2>/dev/null || true
 "$bin/portcullis-loadtest" backend --listen "127.0.0.1:$BP" --deployment "$work/d" 2>"$work/backend.log" &
 bpid=$!
 pids+=("$bpid")
-(cd "$work/d" && exec valgrind --tool=callgrind --separate-threads=yes --callgrind-out-file="$work/cg.out.%p" \
+(cd "$work/d" && exec valgrind --tool=callgrind --separate-threads=yes --dump-instr=yes --callgrind-out-file="$work/cg.out.%p" \
     "$gw_bin" serve --config gateway.toml) 2>"$work/vg-gateway.log" &
 gpid=$!
 pids+=("$gpid")
@@ -111,4 +155,5 @@ echo "instructions per call (callgrind, $N calls after warm-up, one keep-alive c
 printf '  %-40s %10s\n' "backend alone (direct call)" "$(per "$direct")"
 printf '  %-40s %10s\n' "gateway, workload '$WORKLOAD' (all threads)" "$(per "$gateway")"
 echo "$gateway_threads"
+echo "  worker code run in the measured calls: $(cat "$work/footprint.txt")"
 echo "(valgrind hides SHA-NI from ring, so the audit chain's SHA-256 runs its AVX code here: natively it costs less than these counts say)"
