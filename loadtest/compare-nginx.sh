@@ -9,8 +9,13 @@
 #
 #   loadtest/compare-nginx.sh                       # default rates, 10 s per run
 #   loadtest/compare-nginx.sh --rates 5000,20000 --duration 20s --rounds 3 --out results
+#   GATEWAY_BIN=target/pgo/release/portcullis loadtest/compare-nginx.sh
 #
-# Every argument is passed to `portcullis-loadtest compare`.
+# Every argument is passed to `portcullis-loadtest compare`. By default Portcullis is the
+# gateway built into the load generator; with GATEWAY_BIN it is that build of
+# `portcullis serve` run as its own process (one worker, on the same CPU as nginx) from a
+# `portcullis-loadtest setup` deployment, so a build such as loadtest/pgo-build.sh's can
+# be compared.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -28,11 +33,7 @@ fi
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 
 work=$(mktemp -d)
-cleanup() {
-    if [ -f "$work/nginx.pid" ]; then kill "$(cat "$work/nginx.pid")" 2>/dev/null || true; fi
-    rm -rf "$work"
-}
-trap cleanup EXIT
+. loadtest/processes.sh
 
 mkdir -p "$work/logs"
 mask=1
@@ -63,11 +64,27 @@ EOF
 "$NGINX" -p "$work" -c "$work/nginx.conf" -e "$work/logs/error.log"
 for _ in $(seq 50); do [ -s "$work/nginx.pid" ] && break; sleep 0.1; done
 master=$(cat "$work/nginx.pid")
+pids+=("$master")
 workers=$(pgrep -P "$master" | paste -sd, -)
 echo "nginx $("$NGINX" -v 2>&1 | sed 's/.*\///') on $NGINX_LISTEN (master $master, worker $workers on CPU $NGINX_CPU) -> backend $BACKEND" >&2
 
 cargo build --release --locked -p portcullis-loadtest >&2
+gateway=()
+if [ -n "${GATEWAY_BIN:-}" ]; then
+    gw_bin=$(realpath "$GATEWAY_BIN")
+    [ -x "$gw_bin" ] || { echo "GATEWAY_BIN is not an executable: $GATEWAY_BIN" >&2; exit 2; }
+    gw_listen=127.0.0.1:${GATEWAY_PORT:-18083}
+    ./target/release/portcullis-loadtest setup --out "$work/gateway" --backend "$BACKEND" \
+        --listen "$gw_listen" --admin-listen "127.0.0.1:${ADMIN_PORT:-18084}" --cores 1 >/dev/null
+    (cd "$work/gateway" && exec taskset -c "$NGINX_CPU" "$gw_bin" serve --config gateway.toml) \
+        2>"$work/gateway.log" &
+    gateway_pid=$!
+    pids+=("$gateway_pid")
+    wait_port "${gw_listen#*:}" "$work/gateway.log"
+    echo "portcullis: $gw_bin on $gw_listen (pid $gateway_pid, CPU $NGINX_CPU)" >&2
+    gateway=(--gateway "$gw_listen" --deployment "$work/gateway" --pids "portcullis=$gateway_pid")
+fi
 ./target/release/portcullis-loadtest compare \
     --backend-listen "$BACKEND" \
     --proxy "nginx=$NGINX_LISTEN" --pids "nginx=$workers" \
-    "$@"
+    "${gateway[@]}" "$@"

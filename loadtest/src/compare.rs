@@ -314,7 +314,7 @@ pub fn compare(cfg: &CompareConfig) -> Result<Vec<Cell>, CompareError> {
         return Err(e);
     }
     eprintln!(
-        "comparing {} over {} (backend {}, gateway {}; CPUs: gateway {:?}, backend {:?}, client {:?})",
+        "comparing {} in runs of {} s each (backend {}, gateway {}; CPUs: gateway {:?}, backend {:?}, client {:?})",
         targets
             .iter()
             .map(|m| m.target.name.as_str())
