@@ -3,6 +3,7 @@
 //! read buffer, so a parsed head costs no allocation and the buffer can be reused.
 
 use super::HttpError;
+use std::mem::MaybeUninit;
 use std::ops::Range;
 
 /// Most header fields accepted in one head.
@@ -155,12 +156,77 @@ fn has_token(v: &[u8], token: &str) -> bool {
         .any(|t| trim(t).eq_ignore_ascii_case(token.as_bytes()))
 }
 
+/// The header fields either parser acts on. Every field of every head is classified, so
+/// the name's length picks the few candidates to compare: a chain of comparisons
+/// against all of them cost each field a dozen tests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Field {
+    Accept,
+    Authorization,
+    Connection,
+    ContentLength,
+    ContentType,
+    Expect,
+    Host,
+    McpMethod,
+    McpName,
+    McpProtocolVersion,
+    McpSessionId,
+    Origin,
+    TransferEncoding,
+    /// Hop-by-hop fields (RFC 9110 §7.6.1) the gateway only ever drops.
+    OtherHopByHop,
+    Other,
+}
+
+impl Field {
+    fn of(name: &str) -> Field {
+        let is = |known: &str| name.eq_ignore_ascii_case(known);
+        match name.len() {
+            2 if is("te") => Field::OtherHopByHop,
+            4 if is("host") => Field::Host,
+            6 if is("accept") => Field::Accept,
+            6 if is("origin") => Field::Origin,
+            6 if is("expect") => Field::Expect,
+            7 if is("trailer") || is("upgrade") => Field::OtherHopByHop,
+            8 if is("mcp-name") => Field::McpName,
+            10 if is("connection") => Field::Connection,
+            10 if is("mcp-method") => Field::McpMethod,
+            10 if is("keep-alive") => Field::OtherHopByHop,
+            12 if is("content-type") => Field::ContentType,
+            13 if is("authorization") => Field::Authorization,
+            14 if is("content-length") => Field::ContentLength,
+            14 if is("mcp-session-id") => Field::McpSessionId,
+            16 if is("proxy-connection") => Field::OtherHopByHop,
+            17 if is("transfer-encoding") => Field::TransferEncoding,
+            18 if is("proxy-authenticate") => Field::OtherHopByHop,
+            19 if is("proxy-authorization") => Field::OtherHopByHop,
+            20 if is("mcp-protocol-version") => Field::McpProtocolVersion,
+            _ => Field::Other,
+        }
+    }
+
+    /// Fields that describe one hop, never relayed (RFC 9110 §7.6.1), plus the framing
+    /// fields the gateway sets itself.
+    fn hop_by_hop(self) -> bool {
+        matches!(
+            self,
+            Field::Connection
+                | Field::TransferEncoding
+                | Field::ContentLength
+                | Field::OtherHopByHop
+        )
+    }
+}
+
 /// Parses a request head. `Ok(None)` means more bytes are needed; a head longer than
 /// `max_len` without ending is `HeadTooLarge`.
 pub fn parse_request(buf: &[u8], max_len: usize) -> Result<Option<RequestHead>, HttpError> {
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut req = httparse::Request::new(&mut headers);
-    let status = match req.parse(buf) {
+    // Left uninitialised: httparse writes only the slots it fills, where an array of
+    // empty headers was 2 KiB of stores (and of cache lines) per head.
+    let mut headers = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut []);
+    let status = match req.parse_with_uninit_headers(buf, &mut headers) {
         Ok(s) => s,
         Err(httparse::Error::TooManyHeaders) => {
             return Err(HttpError::TooManyHeaders { limit: MAX_HEADERS });
@@ -190,56 +256,58 @@ pub fn parse_request(buf: &[u8], max_len: usize) -> Result<Option<RequestHead>, 
     };
     let mut te_seen = false;
     for hdr in req.headers.iter() {
-        let name = hdr.name;
         let v = hdr.value;
         let r = || range_of(buf, trim(v));
-        if name.eq_ignore_ascii_case("content-length") {
-            if h.framing_length.is_some() {
-                return Err(HttpError::Ambiguous("more than one Content-Length"));
+        match Field::of(hdr.name) {
+            Field::ContentLength => {
+                if h.framing_length.is_some() {
+                    return Err(HttpError::Ambiguous("more than one Content-Length"));
+                }
+                h.framing_length = Some(parse_content_length(v)?);
             }
-            h.framing_length = Some(parse_content_length(v)?);
-        } else if name.eq_ignore_ascii_case("transfer-encoding") {
-            if te_seen {
-                return Err(HttpError::Ambiguous("more than one Transfer-Encoding"));
+            Field::TransferEncoding => {
+                if te_seen {
+                    return Err(HttpError::Ambiguous("more than one Transfer-Encoding"));
+                }
+                te_seen = true;
+                if !trim(v).eq_ignore_ascii_case(b"chunked") {
+                    return Err(HttpError::UnsupportedTransferCoding);
+                }
+                h.chunked = true;
             }
-            te_seen = true;
-            if !trim(v).eq_ignore_ascii_case(b"chunked") {
-                return Err(HttpError::UnsupportedTransferCoding);
+            Field::Connection => {
+                if has_token(v, "close") {
+                    h.close = true;
+                } else if has_token(v, "keep-alive") {
+                    h.close = false;
+                }
             }
-            h.chunked = true;
-        } else if name.eq_ignore_ascii_case("connection") {
-            if has_token(v, "close") {
-                h.close = true;
-            } else if has_token(v, "keep-alive") {
-                h.close = false;
+            Field::Authorization => {
+                // One credential per request: with two, a front proxy and the gateway
+                // could each judge a different one.
+                if h.authorization.replace(r()).is_some() {
+                    return Err(HttpError::Ambiguous("more than one Authorization"));
+                }
             }
-        } else if name.eq_ignore_ascii_case("authorization") {
-            // One credential per request: with two, a front proxy and the gateway could
-            // each judge a different one.
-            if h.authorization.replace(r()).is_some() {
-                return Err(HttpError::Ambiguous("more than one Authorization"));
+            Field::ContentType => h.content_type = Some(r()),
+            Field::Accept => h.accept = Some(r()),
+            Field::McpSessionId => h.mcp_duplicate |= h.mcp_session_id.replace(r()).is_some(),
+            Field::McpProtocolVersion => {
+                h.mcp_duplicate |= h.mcp_protocol_version.replace(r()).is_some();
             }
-        } else if name.eq_ignore_ascii_case("content-type") {
-            h.content_type = Some(r());
-        } else if name.eq_ignore_ascii_case("accept") {
-            h.accept = Some(r());
-        } else if name.eq_ignore_ascii_case("mcp-session-id") {
-            h.mcp_duplicate |= h.mcp_session_id.replace(r()).is_some();
-        } else if name.eq_ignore_ascii_case("mcp-protocol-version") {
-            h.mcp_duplicate |= h.mcp_protocol_version.replace(r()).is_some();
-        } else if name.eq_ignore_ascii_case("mcp-method") {
-            h.mcp_duplicate |= h.mcp_method.replace(r()).is_some();
-        } else if name.eq_ignore_ascii_case("mcp-name") {
-            h.mcp_duplicate |= h.mcp_name.replace(r()).is_some();
-        } else if name.eq_ignore_ascii_case("origin") {
-            h.origin = Some(r());
-        } else if name.eq_ignore_ascii_case("host") {
-            if h.host.is_some() {
-                return Err(HttpError::Ambiguous("more than one Host"));
+            Field::McpMethod => h.mcp_duplicate |= h.mcp_method.replace(r()).is_some(),
+            Field::McpName => h.mcp_duplicate |= h.mcp_name.replace(r()).is_some(),
+            Field::Origin => h.origin = Some(r()),
+            Field::Host => {
+                if h.host.is_some() {
+                    return Err(HttpError::Ambiguous("more than one Host"));
+                }
+                h.host = Some(r());
             }
-            h.host = Some(r());
-        } else if name.eq_ignore_ascii_case("expect") {
-            h.expect_continue = trim(v).eq_ignore_ascii_case(b"100-continue");
+            Field::Expect => {
+                h.expect_continue = trim(v).eq_ignore_ascii_case(b"100-continue");
+            }
+            Field::OtherHopByHop | Field::Other => {}
         }
     }
     if h.chunked && h.framing_length.is_some() {
@@ -272,21 +340,6 @@ pub struct ResponseHead {
     pub relay: Vec<(Range<usize>, Range<usize>)>,
 }
 
-/// Fields that describe one hop, never relayed (RFC 9110 §7.6.1), plus framing fields the
-/// gateway sets itself.
-const HOP_BY_HOP: [&str; 10] = [
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "content-length",
-];
-
 /// Parses an upstream response head; `request_method` decides whether a body can follow.
 /// `relay` is cleared and refilled, so a caller can reuse one `ResponseHead`'s vector.
 pub fn parse_response(
@@ -295,9 +348,13 @@ pub fn parse_response(
     request_method: Method,
     relay: &mut Vec<(Range<usize>, Range<usize>)>,
 ) -> Result<Option<ResponseHead>, HttpError> {
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut res = httparse::Response::new(&mut headers);
-    let len = match res.parse(buf) {
+    let mut headers = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+    let mut res = httparse::Response::new(&mut []);
+    let len = match httparse::ParserConfig::default().parse_response_with_uninit_headers(
+        &mut res,
+        buf,
+        &mut headers,
+    ) {
         Ok(httparse::Status::Complete(n)) if n <= max_len => n,
         Ok(httparse::Status::Complete(_)) => {
             return Err(HttpError::HeadTooLarge { limit: max_len });
@@ -337,20 +394,24 @@ pub fn parse_response(
     }
     for hdr in res.headers.iter() {
         let name = hdr.name;
-        if name.eq_ignore_ascii_case("content-length") {
-            if length.is_some() {
-                return Err(HttpError::Ambiguous("more than one Content-Length"));
+        let kind = Field::of(name);
+        match kind {
+            Field::ContentLength => {
+                if length.is_some() {
+                    return Err(HttpError::Ambiguous("more than one Content-Length"));
+                }
+                length = Some(parse_content_length(hdr.value)?);
             }
-            length = Some(parse_content_length(hdr.value)?);
-        } else if name.eq_ignore_ascii_case("transfer-encoding") {
-            if chunked || !trim(hdr.value).eq_ignore_ascii_case(b"chunked") {
-                return Err(HttpError::UnsupportedTransferCoding);
+            Field::TransferEncoding => {
+                if chunked || !trim(hdr.value).eq_ignore_ascii_case(b"chunked") {
+                    return Err(HttpError::UnsupportedTransferCoding);
+                }
+                chunked = true;
             }
-            chunked = true;
-        } else if name.eq_ignore_ascii_case("content-type") {
-            content_type = Some(range_of(buf, trim(hdr.value)));
+            Field::ContentType => content_type = Some(range_of(buf, trim(hdr.value))),
+            _ => {}
         }
-        let hop = HOP_BY_HOP.iter().any(|h| name.eq_ignore_ascii_case(h))
+        let hop = kind.hop_by_hop()
             || connection_tokens[..n_tokens]
                 .iter()
                 .flatten()
@@ -496,5 +557,59 @@ mod tests {
         assert!(h.close);
         let raw = b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n";
         assert!(parse_response(raw, 8192, Method::Get, &mut relay).is_err());
+    }
+
+    #[test]
+    fn every_hop_by_hop_field_is_dropped_whatever_its_case() {
+        // RFC 9110 §7.6.1's list, plus framing the gateway sets itself; each next to an
+        // end-to-end field of the same length, which must still be relayed.
+        let raw = b"HTTP/1.1 200 OK\r\nTE: trailers\r\nXY: 1\r\nTRAILER: x\r\nupgrade: h2c\r\n\
+                    X-Trail: 1\r\nKeep-Alive: timeout=5\r\nX-Session: 1\r\nPROXY-CONNECTION: close\r\n\
+                    Proxy-Authenticate: Basic\r\nProxy-Authorization: Basic eA==\r\n\
+                    X-Proxy-Authorizer: 1\r\nConnection: keep-alive\r\nX-Connects: 1\r\n\
+                    Transfer-Encoding: chunked\r\nX-Transfer-Encode: 1\r\nMcp-Session-Id: s\r\n\r\n";
+        let mut relay = Vec::new();
+        let h = parse_response(raw, 8192, Method::Get, &mut relay)
+            .unwrap()
+            .unwrap();
+        assert_eq!(h.framing, Framing::Chunked);
+        let names: Vec<&str> = h.relay.iter().map(|(n, _)| field(raw, n)).collect();
+        assert_eq!(
+            names,
+            [
+                "XY",
+                "X-Trail",
+                "X-Session",
+                "X-Proxy-Authorizer",
+                "X-Connects",
+                "X-Transfer-Encode",
+                "Mcp-Session-Id"
+            ]
+        );
+    }
+
+    #[test]
+    fn request_fields_are_found_whatever_their_case_and_look_alikes_are_not() {
+        let raw = "POST /mcp HTTP/1.1\r\nHOST: gw\r\nauthorization: Bearer t\r\n\
+                   CONTENT-type: application/json\r\nAccept: text/event-stream\r\n\
+                   mcp-SESSION-id: s1\r\nMcp-Protocol-Version: 2025-06-18\r\n\
+                   MCP-METHOD: tools/call\r\nmcp-name: crm.read\r\nOrigin: http://x\r\n\
+                   Expect: 100-Continue\r\nContent-Length: 2\r\n\
+                   Content-Lengthy: 9\r\nX-Authorization: Bearer other\r\nHosts: no\r\n\r\n{}";
+        let h = req(raw).unwrap().unwrap();
+        let b = raw.as_bytes();
+        let f = |r: &Option<Range<usize>>| r.as_ref().map(|r| field(b, r));
+        assert_eq!(f(&h.host), Some("gw"));
+        assert_eq!(f(&h.authorization), Some("Bearer t"));
+        assert_eq!(f(&h.content_type), Some("application/json"));
+        assert_eq!(f(&h.accept), Some("text/event-stream"));
+        assert_eq!(f(&h.mcp_session_id), Some("s1"));
+        assert_eq!(f(&h.mcp_protocol_version), Some("2025-06-18"));
+        assert_eq!(f(&h.mcp_method), Some("tools/call"));
+        assert_eq!(f(&h.mcp_name), Some("crm.read"));
+        assert_eq!(f(&h.origin), Some("http://x"));
+        assert!(h.expect_continue);
+        assert_eq!(h.framing(), Framing::Length(2));
+        assert!(!h.mcp_duplicate);
     }
 }
