@@ -809,6 +809,13 @@ fn operator_matrix_matches_cedar() {
             for op in ["&&", "||"] {
                 add(format!("(({a}) {op} ({b})) == false"));
             }
+            // A negated conjunction (`unless { a && b }`) runs as one test over its parts
+            // when each is a single step: their values, errors and the short circuit
+            // must still come out as Cedar's `&&` and `!`.
+            add(format!("!(({a}) && ({b}))"));
+            add(format!(
+                "!((({a}) has level) && (({a}).level == ({b})) && !({b}))"
+            ));
             add(format!("(if ({a}) then ({b}) else ({a})) == ({b})"));
         }
     }

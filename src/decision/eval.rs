@@ -331,8 +331,20 @@ impl<'a> Env<'a> {
                 }
             }
             Test::Bool(x) => bool_of(self.operand_fast(x)?),
+            Test::All { start, end } => self.test_all(ops, start, end),
             Test::Ops { .. } | Test::Tree(_) => self.test_slow(ops, t),
         }
+    }
+
+    /// A negated conjunction's parts, out of line: `test` is inlined into it.
+    #[inline(never)]
+    fn test_all(&self, ops: &[Op], start: u32, end: u32) -> R<bool> {
+        for c in &self.b.programs.all[start as usize..end as usize] {
+            if self.test(ops, &c.test)? == c.negate {
+                return Ok(false);
+            }
+        }
+        Ok(true)
     }
 
     /// `x in target` for one literal entity.

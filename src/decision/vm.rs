@@ -96,6 +96,14 @@ pub enum Test {
     Contains(Operand, Operand),
     /// An operand that must itself be a bool.
     Bool(Operand),
+    /// `all[start..end]` all hold, in order: a conjunction that is not split into the
+    /// policy's own checks because it is negated (`unless { a && b }`, the commonest
+    /// guardrail), whose parts are single-step tests. The first false part ends it, an
+    /// error in a part is the conjunction's, as Cedar's `&&` does.
+    All {
+        start: u32,
+        end: u32,
+    },
     /// `ops[start..end]`, needing `stack` slots.
     Ops {
         start: u32,
@@ -120,6 +128,8 @@ pub struct Programs {
     /// By policy.
     pub checks: Vec<Box<[Check]>>,
     pub ops: Vec<Op>,
+    /// The parts of every `Test::All`.
+    pub all: Vec<Check>,
 }
 
 /// Stack slots available to a program; deeper programs fall back to the tree walker.
@@ -333,14 +343,46 @@ fn test(exprs: &[Expr], e: ExprId) -> Option<Test> {
 pub fn compile(d: &BundleData) -> Programs {
     let mut progs = Programs::default();
     for p in &d.policies {
-        let checks = compile_policy(d, p, &mut progs.ops);
+        let checks = compile_policy(d, p, &mut progs.ops, &mut progs.all);
         progs.checks.push(checks.into());
     }
     progs
 }
 
-/// Compiles a policy's conditions, its programs onto the end of `ops`.
-fn compile_policy(d: &BundleData, p: &PolicyData, ops: &mut Vec<Op>) -> Vec<Check> {
+/// `e`, a conjunction, as a `Test::All` of single-step parts appended to `all`; `None`
+/// when it is not a conjunction or a part needs a program.
+fn all_of(d: &BundleData, e: ExprId, all: &mut Vec<Check>) -> Option<Test> {
+    let exprs = &d.exprs[..];
+    if !matches!(exprs[e as usize], Expr::And(..)) {
+        return None;
+    }
+    let mut parts = Vec::new();
+    conjuncts(exprs, e, false, &mut parts);
+    let checks = parts
+        .into_iter()
+        .map(|(p, negate)| {
+            test(exprs, p).map(|t| Check {
+                test: special(d, t),
+                negate,
+            })
+        })
+        .collect::<Option<Vec<_>>>()?;
+    let start = all.len() as u32;
+    all.extend(checks);
+    Some(Test::All {
+        start,
+        end: all.len() as u32,
+    })
+}
+
+/// Compiles a policy's conditions, its programs onto the end of `ops` and the parts of
+/// its negated conjunctions onto the end of `all`.
+fn compile_policy(
+    d: &BundleData,
+    p: &PolicyData,
+    ops: &mut Vec<Op>,
+    all: &mut Vec<Check>,
+) -> Vec<Check> {
     let exprs = &d.exprs[..];
     let mut parts = Vec::new();
     for &c in &p.conditions {
@@ -348,7 +390,9 @@ fn compile_policy(d: &BundleData, p: &PolicyData, ops: &mut Vec<Op>) -> Vec<Chec
     }
     let mut checks = Vec::new();
     for (e, negate) in parts {
-        let test = test(exprs, e).map(|t| special(d, t)).unwrap_or_else(|| {
+        let single = test(exprs, e).map(|t| special(d, t));
+        // A conjunction reaches here only negated: `conjuncts` splits the others.
+        let test = single.or_else(|| all_of(d, e, all)).unwrap_or_else(|| {
             let mut em = Emitter {
                 exprs,
                 ops: Vec::new(),
