@@ -24,18 +24,8 @@ work=$(mktemp -d)
 GP=$((BP + 1)) HP=$((BP + 3))
 "$bin/portcullis-loadtest" setup --out "$work/d" --backend "127.0.0.1:$BP" --listen "127.0.0.1:$GP" \
     --admin-listen "127.0.0.1:$((BP + 2))" >/dev/null
-taskset -c 0 "$bin/portcullis-loadtest" backend --listen "127.0.0.1:$BP" --deployment "$work/d" 2>"$work/backend.log" &
-bp=$!
-pids+=("$bp")
-(cd "$work/d" && exec taskset -c 0 "$bin/portcullis" serve --config gateway.toml) 2>"$work/gateway.log" &
-gp=$!
-pids+=("$gp")
-taskset -c 0 "$bin/portcullis-loadtest" hop --listen "127.0.0.1:$HP" --upstream "127.0.0.1:$BP" 2>"$work/hop.log" &
-hp=$!
-pids+=("$hp")
-wait_port "$BP" "$work/backend.log"
-wait_port "$GP" "$work/gateway.log"
-wait_port "$HP" "$work/hop.log"
+start_backend_gateway_hop "$bin/portcullis-loadtest" "$(realpath "$bin/portcullis")" "$work/d" "$BP" "$GP" "$HP"
+bp=$backend_pid gp=$gateway_pid hp=$hop_pid
 
 # name utime stime, for every thread of the three servers
 snapshot() {

@@ -25,3 +25,23 @@ wait_port() {
     for log in "$@"; do echo "== $log" >&2; tail -n 20 "$log" >&2; done
     return 1
 }
+
+# Starts, all on CPU 0 and each logging into $work: the built-in backend ($1 is the load
+# generator's binary) on 127.0.0.1:$4, the gateway binary $2 from the deployment $3
+# (listening on 127.0.0.1:$5, as its gateway.toml says) and a bare hop on 127.0.0.1:$6 in
+# front of the backend. Waits for all three and sets backend_pid, gateway_pid, hop_pid.
+start_backend_gateway_hop() {
+    local lt=$1 gw=$2 deployment=$3 bport=$4 gport=$5 hport=$6
+    taskset -c 0 "$lt" backend --listen "127.0.0.1:$bport" --deployment "$deployment" 2>"$work/backend.log" &
+    backend_pid=$!
+    pids+=("$backend_pid")
+    (cd "$deployment" && exec taskset -c 0 "$gw" serve --config gateway.toml) 2>"$work/gateway.log" &
+    gateway_pid=$!
+    pids+=("$gateway_pid")
+    taskset -c 0 "$lt" hop --listen "127.0.0.1:$hport" --upstream "127.0.0.1:$bport" 2>"$work/hop.log" &
+    hop_pid=$!
+    pids+=("$hop_pid")
+    wait_port "$bport" "$work/backend.log"
+    wait_port "$gport" "$work/gateway.log"
+    wait_port "$hport" "$work/hop.log"
+}
