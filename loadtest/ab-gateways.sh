@@ -39,13 +39,13 @@ sed -i -e "s/^listen = \"127.0.0.1:$((BP + 1))\"/listen = \"127.0.0.1:$((BP + 3)
 grep -q "127.0.0.1:$((BP + 3))" "$work/B/gateway.toml" || { echo "could not move B to its own port" >&2; exit 1; }
 taskset -c 0 "$lt" backend --listen "127.0.0.1:$BP" --deployment "$work/A" 2>"$work/backend.log" &
 pids+=($!)
+wait_port "$BP" $! "$work/backend.log"
 (cd "$work/A" && exec taskset -c 0 "$GA" serve --config gateway.toml) 2>"$work/A.log" &
 pids+=($!)
+wait_port $((BP + 1)) $! "$work/A.log"
 (cd "$work/B" && exec taskset -c 0 "$GB" serve --config gateway.toml) 2>"$work/B.log" &
 pids+=($!)
-wait_port "$BP" "$work/backend.log"
-wait_port $((BP + 1)) "$work/A.log"
-wait_port $((BP + 3)) "$work/B.log"
+wait_port $((BP + 3)) $! "$work/B.log"
 
 port() { if [ "$1" = A ]; then echo $((BP + 1)); else echo $((BP + 3)); fi; }
 # Warm-up: every envelope verified once and cached, upstream connections pooled.

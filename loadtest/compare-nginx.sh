@@ -80,7 +80,7 @@ if [ -n "${GATEWAY_BIN:-}" ]; then
         2>"$work/gateway.log" &
     gateway_pid=$!
     pids+=("$gateway_pid")
-    wait_port "${gw_listen#*:}" "$work/gateway.log"
+    wait_port "${gw_listen#*:}" "$gateway_pid" "$work/gateway.log"
     echo "portcullis: $gw_bin on $gw_listen (pid $gateway_pid, CPU $NGINX_CPU)" >&2
     gateway=(--gateway "$gw_listen" --deployment "$work/gateway" --pids "portcullis=$gateway_pid")
 fi

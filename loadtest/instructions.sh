@@ -126,8 +126,7 @@ valgrind --tool=callgrind --separate-threads=yes --callgrind-out-file="$work/cg.
     "$bin/portcullis-loadtest" backend --listen "127.0.0.1:$BP" --deployment "$work/d" --driver legacy 2>"$work/vg-backend.log" &
 bpid=$!
 pids+=("$bpid")
-wait_port "$BP"
-kill -0 "$bpid" 2>/dev/null || { cat "$work/vg-backend.log" >&2; echo "the backend did not start" >&2; exit 1; }
+wait_port "$BP" "$bpid" "$work/vg-backend.log"
 "$bin/portcullis-loadtest" run --target "127.0.0.1:$BP" --workload direct --deployment "$work/d" \
     --requests 2000 --connections 1 --quiet >/dev/null
 direct=$(measure "$bpid" --target "127.0.0.1:$BP" --workload direct --deployment "$work/d")
@@ -141,10 +140,8 @@ pids+=("$bpid")
     "$gw_bin" serve --config gateway.toml) 2>"$work/vg-gateway.log" &
 gpid=$!
 pids+=("$gpid")
-wait_port "$BP"
-kill -0 "$bpid" 2>/dev/null || { cat "$work/backend.log" >&2; echo "the backend did not start" >&2; exit 1; }
-wait_port "$GP"
-kill -0 "$gpid" 2>/dev/null || { cat "$work/vg-gateway.log" >&2; echo "the gateway did not start" >&2; exit 1; }
+wait_port "$BP" "$bpid" "$work/backend.log"
+wait_port "$GP" "$gpid" "$work/vg-gateway.log"
 "$bin/portcullis-loadtest" run --target "127.0.0.1:$GP" --workload "$WORKLOAD" --deployment "$work/d" \
     --requests 2000 --connections 1 --quiet >/dev/null
 gateway=$(measure "$gpid" --target "127.0.0.1:$GP" --workload "$WORKLOAD" --deployment "$work/d")

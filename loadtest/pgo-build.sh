@@ -51,13 +51,14 @@ lt=target/release/portcullis-loadtest
 "$lt" setup --out "$work/d" --backend "127.0.0.1:$BP" \
     --listen "127.0.0.1:$GP" --admin-listen "127.0.0.1:$AP" --cores 1 >/dev/null
 "$lt" backend --listen "127.0.0.1:$BP" --deployment "$work/d" 2>"$work/backend.log" &
-pids+=($!)
+bpid=$!
+pids+=("$bpid")
 gw_bin=$(realpath target/pgo-generate/release/portcullis)
 (cd "$work/d" && exec "$gw_bin" serve --config gateway.toml) 2>"$work/gateway.log" &
 gpid=$!
 pids+=("$gpid")
-wait_port "$BP" "$work/backend.log"
-wait_port "$GP" "$work/gateway.log"
+wait_port "$BP" "$bpid" "$work/backend.log"
+wait_port "$GP" "$gpid" "$work/gateway.log"
 for workload in fleet allowed; do
     "$lt" run --target "127.0.0.1:$GP" --workload "$workload" --deployment "$work/d" \
         --requests "$REQUESTS" --connections 8 --quiet >"$work/run-$workload.txt" \
@@ -77,10 +78,13 @@ shopt -s nullglob
 raw=("$prof"/*.profraw)
 [ ${#raw[@]} -gt 0 ] || { echo "the instrumented gateway wrote no profile into $prof" >&2; exit 1; }
 "$profdata" merge -o "$work/merged.profdata" "${raw[@]}"
+# Named by its content: cargo rebuilds when RUSTFLAGS change, not when a file they name
+# does, so a new profile under the old name would leave the old build in place.
 mkdir -p target/pgo
-cp "$work/merged.profdata" target/pgo/portcullis.profdata
+profile=target/pgo/portcullis-$(sha256sum "$work/merged.profdata" | cut -c1-16).profdata
+cp "$work/merged.profdata" "$profile"
 
 echo "4/4 the optimised build" >&2
-RUSTFLAGS="${RUSTFLAGS:-} -Cprofile-use=$(realpath target/pgo/portcullis.profdata)" \
+RUSTFLAGS="${RUSTFLAGS:-} -Cprofile-use=$(realpath "$profile")" \
     cargo build --release --locked -p portcullis --bin portcullis --target-dir target/pgo >&2
 echo "$(realpath target/pgo/release/portcullis)"

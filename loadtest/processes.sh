@@ -12,16 +12,22 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# Waits up to a minute for something to listen on 127.0.0.1:$1; on failure shows the
-# logs named after the port (they are in $work, which goes on exit).
+# Waits up to a minute for process $2 to listen on 127.0.0.1:$1, giving up at once if it
+# exits; on failure shows the logs named after the pid (they are in $work, which goes on
+# exit).
 wait_port() {
-    local port=$1
-    shift
+    local port=$1 pid=$2 why
+    shift 2
+    why="nothing listens on port $port after a minute"
     for _ in $(seq 600); do
+        if ! kill -0 "$pid" 2>/dev/null; then
+            why="process $pid exited before listening on port $port"
+            break
+        fi
         (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && return 0
         sleep 0.1
     done
-    echo "nothing listens on port $port" >&2
+    echo "$why" >&2
     for log in "$@"; do echo "== $log" >&2; tail -n 20 "$log" >&2; done
     return 1
 }
@@ -41,7 +47,7 @@ start_backend_gateway_hop() {
     taskset -c 0 "$lt" hop --listen "127.0.0.1:$hport" --upstream "127.0.0.1:$bport" 2>"$work/hop.log" &
     hop_pid=$!
     pids+=("$hop_pid")
-    wait_port "$bport" "$work/backend.log"
-    wait_port "$gport" "$work/gateway.log"
-    wait_port "$hport" "$work/hop.log"
+    wait_port "$bport" "$backend_pid" "$work/backend.log"
+    wait_port "$gport" "$gateway_pid" "$work/gateway.log"
+    wait_port "$hport" "$hop_pid" "$work/hop.log"
 }

@@ -40,8 +40,12 @@ work=$(mktemp -d)
     --listen "127.0.0.1:$GP" --admin-listen "127.0.0.1:$AP" --cores 1 >/dev/null
 start_backend_gateway_hop "$lt" "$gw_bin" "$work/d" "$BP" "$GP" "$HP"
 gpid=$gateway_pid hpid=$hop_pid
-if ! perf record -q -o "$work/probe.data" -e raw_syscalls:sys_enter -p "$gpid" -- sleep 0.1 >/dev/null 2>&1; then
-    echo "perf cannot trace syscalls here (needs root or a lower kernel.perf_event_paranoid)" >&2
+# The same kind of recording as below (all of CPU 0, tracepoints), so a refusal shows here
+# and not as an empty trace.
+if ! perf record -q -o "$work/probe.data" -e raw_syscalls:sys_enter -e sched:sched_switch -C 0 \
+    -- sleep 0.1 >"$work/probe.log" 2>&1; then
+    cat "$work/probe.log" >&2
+    echo "perf cannot trace CPU 0's system calls and switches here (needs root, or kernel.perf_event_paranoid <= -1 and tracefs access)" >&2
     exit 1
 fi
 
