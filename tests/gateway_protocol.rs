@@ -408,13 +408,60 @@ fn upstream_failures_map_to_502_and_504() {
     assert_eq!(call(&mut c, &t, "contracts.read", args).status, 200);
 }
 
+/// The drivers this host can run: the pool watches idle connections differently on each.
+fn drivers() -> Vec<&'static str> {
+    match portcullis::server::Driver::Auto.resolve() {
+        portcullis::server::Driver::IoUring => vec!["io_uring", "legacy"],
+        _ => vec!["legacy"],
+    }
+}
+
+/// One worker on `driver`.
+fn one_core_on(driver: &'static str) -> impl Fn(String) -> String {
+    move |t| {
+        t.replace("cores = 2", "cores = 1")
+            .replace("driver = \"auto\"", &format!("driver = \"{driver}\""))
+    }
+}
+
+#[test]
+fn a_quiet_pooled_connection_carries_the_next_calls() {
+    // The check that keeps closed and dirty connections out must not keep good ones out:
+    // sequential calls on one core share one upstream connection.
+    for driver in drivers() {
+        let (gw, fake) = with_fake(one_core_on(driver));
+        let t = gw.envelope(|_| {});
+        let mut c = gw.client();
+        for n in 1..=5 {
+            let r = call(
+                &mut c,
+                &t,
+                "contracts.read",
+                r#"{"contract_id":"contract_7781"}"#,
+            );
+            assert_eq!(r.status, 200, "{driver}, call {n}: {}", r.text());
+        }
+        assert_eq!(
+            fake.accepted.load(std::sync::atomic::Ordering::SeqCst),
+            1,
+            "{driver}: five calls, one upstream connection"
+        );
+    }
+}
+
 #[test]
 fn a_pooled_connection_the_upstream_closed_is_not_reused() {
+    for driver in drivers() {
+        a_pooled_connection_the_upstream_closed_is_not_reused_on(driver);
+    }
+}
+
+fn a_pooled_connection_the_upstream_closed_is_not_reused_on(driver: &'static str) {
     // Upstreams close idle keep-alive connections on their own schedule. A POST cannot be
     // retried once sent (the upstream may have acted on it), so a connection the upstream
     // already closed must be noticed before it carries one: else every POST after a pause
     // would be a 502.
-    let (gw, fake) = with_fake(|t| t.replace("cores = 2", "cores = 1"));
+    let (gw, fake) = with_fake(one_core_on(driver));
     let ok = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 11\r\n\r\n{\"ok\":true}";
     *fake.behaviour.lock().unwrap() = Behaviour::AnswerThenClose(ok.to_vec());
     let t = gw.envelope(|_| {});
@@ -422,7 +469,7 @@ fn a_pooled_connection_the_upstream_closed_is_not_reused() {
     let args = r#"{"customer_id":"cust_acme_1042","subject":"renewal"}"#;
     for n in 1..=4 {
         let r = call(&mut c, &t, "tickets.create", args);
-        assert_eq!(r.status, 200, "call {n}: {}", r.text());
+        assert_eq!(r.status, 200, "{driver}, call {n}: {}", r.text());
         assert_eq!(r.text(), r#"{"ok":true}"#);
         // The upstream has closed the connection the gateway just pooled.
         fake.wait_events(n);
@@ -436,10 +483,23 @@ fn a_pooled_connection_the_upstream_closed_is_not_reused() {
 
 #[test]
 fn bytes_an_upstream_sends_unasked_never_become_the_next_callers_answer() {
-    let (gw, fake) = with_fake(|t| t.replace("cores = 2", "cores = 1"));
+    // Right behind the answer (read with it), and later, once the connection is pooled.
+    for pause in [Duration::ZERO, Duration::from_millis(50)] {
+        for driver in drivers() {
+            bytes_an_upstream_sends_unasked_never_become_the_next_callers_answer_on(driver, pause);
+        }
+    }
+}
+
+fn bytes_an_upstream_sends_unasked_never_become_the_next_callers_answer_on(
+    driver: &'static str,
+    pause: Duration,
+) {
+    let (gw, fake) = with_fake(one_core_on(driver));
     let ok = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 11\r\n\r\n{\"ok\":true}";
     let planted = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 16\r\n\r\n{\"planted\":true}";
-    *fake.behaviour.lock().unwrap() = Behaviour::AnswerThenStray(ok.to_vec(), planted.to_vec());
+    *fake.behaviour.lock().unwrap() =
+        Behaviour::AnswerThenStray(ok.to_vec(), planted.to_vec(), pause);
     let t = gw.envelope(|_| {});
     let mut c = gw.client();
     let r = call(
@@ -459,8 +519,12 @@ fn bytes_an_upstream_sends_unasked_never_become_the_next_callers_answer() {
         "contracts.read",
         r#"{"contract_id":"contract_7781"}"#,
     );
-    assert_eq!(r.status, 200, "{}", r.text());
-    assert!(!r.text().contains("planted"), "{}", r.text());
+    assert_eq!(r.status, 200, "{driver}, {pause:?}: {}", r.text());
+    assert!(
+        !r.text().contains("planted"),
+        "{driver}, {pause:?}: {}",
+        r.text()
+    );
     assert!(
         r.json()["head"]
             .as_str()

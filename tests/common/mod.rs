@@ -232,9 +232,9 @@ pub enum Behaviour {
     /// Answer with these bytes (a keep-alive response), then close the connection, as
     /// upstreams with a short keep-alive timeout do. Counted in `events` once closed.
     AnswerThenClose(Vec<u8>),
-    /// Answer with the first bytes, then send the second unasked on the same connection.
-    /// Counted in `events` once both are written.
-    AnswerThenStray(Vec<u8>, Vec<u8>),
+    /// Answer with the first bytes, then after the pause send the second unasked on the
+    /// same connection. Counted in `events` once both are written.
+    AnswerThenStray(Vec<u8>, Vec<u8>, std::time::Duration),
     /// Hold the request until the gate opens, then answer 200 `{}`.
     Gated(Gate),
 }
@@ -266,6 +266,8 @@ pub struct FakeUpstream {
     pub seen: Arc<Mutex<Vec<String>>>,
     /// Completed `AnswerThenClose` / `AnswerThenStray` actions.
     pub events: Arc<(Mutex<u64>, std::sync::Condvar)>,
+    /// Connections accepted so far.
+    pub accepted: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl FakeUpstream {
@@ -286,10 +288,17 @@ pub fn fake_upstream() -> FakeUpstream {
     let behaviour = Arc::new(Mutex::new(Behaviour::Echo));
     let seen = Arc::new(Mutex::new(Vec::new()));
     let events = Arc::new((Mutex::new(0u64), std::sync::Condvar::new()));
-    let (b, s, ev) = (behaviour.clone(), seen.clone(), events.clone());
+    let accepted = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let (b, s, ev, acc) = (
+        behaviour.clone(),
+        seen.clone(),
+        events.clone(),
+        accepted.clone(),
+    );
     std::thread::spawn(move || {
         for conn in l.incoming() {
             let Ok(mut conn) = conn else { continue };
+            acc.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             let (b, s, ev) = (b.clone(), s.clone(), ev.clone());
             let count = move || {
                 let (m, cv) = &*ev;
@@ -349,8 +358,9 @@ pub fn fake_upstream() -> FakeUpstream {
                             count();
                             return;
                         }
-                        Behaviour::AnswerThenStray(answer, stray) => {
+                        Behaviour::AnswerThenStray(answer, stray, pause) => {
                             let _ = conn.write_all(&answer);
+                            std::thread::sleep(pause);
                             let _ = conn.write_all(&stray);
                             count();
                         }
@@ -377,6 +387,7 @@ pub fn fake_upstream() -> FakeUpstream {
         behaviour,
         seen,
         events,
+        accepted,
     }
 }
 
