@@ -86,7 +86,7 @@ fn banner(cfg: &Config, running: &portcullis::gateway::Running) {
     portcullis::info!(
         "policy bundle {} ({} tools), config {}",
         meta.version,
-        active.bundle.tools().count(),
+        active.bundle.tools().len(),
         cfg.source
     );
     portcullis::info!("audit trail: {}", running.audit_dir.display());

@@ -288,11 +288,17 @@ impl Bundle {
     }
 
     pub fn tool(&self, name: &str) -> Option<&ToolSpec> {
-        self.tools.get(name).map(|i| &self.data.tools[*i])
+        self.tool_index(name).map(|i| &self.data.tools[i])
     }
 
-    pub fn tools(&self) -> impl Iterator<Item = &ToolSpec> {
-        self.data.tools.iter()
+    /// The tool's position in `tools()`, so per-tool data kept beside the bundle can be
+    /// a vector indexed by it instead of a second map searched by name.
+    pub fn tool_index(&self, name: &str) -> Option<usize> {
+        self.tools.get(name).copied()
+    }
+
+    pub fn tools(&self) -> &[ToolSpec] {
+        &self.data.tools
     }
 
     pub fn purpose(&self, name: &str) -> Option<&PurposeProfile> {

@@ -45,7 +45,7 @@ fn expected_auth(builtin: &str, bundle: &Bundle, vault: &Vault, cfg: &Config) ->
         if u.url != format!("builtin:{builtin}") {
             continue;
         }
-        if let Some(t) = bundle.tools().find(|t| &t.upstream == name)
+        if let Some(t) = bundle.tools().iter().find(|t| &t.upstream == name)
             && let Some(secret) = vault.get(&t.credential)
         {
             let prefix = t

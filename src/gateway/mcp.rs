@@ -784,15 +784,7 @@ fn plan_call_inner<'a>(
         }
     };
     subject.tool = name;
-    let Some(tool) = active.bundle.tool(name) else {
-        return Plan::Denied {
-            id,
-            denial: Denial::UnknownTool {
-                tool: name.to_owned(),
-            },
-        };
-    };
-    let Some(binding) = active.bindings.get(name) else {
+    let Some((tool, binding)) = active.tool(name) else {
         return Plan::Denied {
             id,
             denial: Denial::UnknownTool {
@@ -886,7 +878,7 @@ async fn tools_list(
     let purpose = active.bundle.purpose(&claims.purpose);
     let rc = &claims.resource_constraints;
     let mut tools = Vec::new();
-    for t in active.bundle.tools() {
+    for (t, binding) in active.tools() {
         let visible = claims.allowed_tools.contains(&t.name)
             && purpose.is_some_and(|p| p.tools.contains(&t.name))
             && t.data_classes.iter().all(|c| rc.data_classes.contains(c))
@@ -894,9 +886,6 @@ async fn tools_list(
         if !visible {
             continue;
         }
-        let Some(binding) = active.bindings.get(&t.name) else {
-            continue;
-        };
         let mut desc = json!({
             "name": t.name,
             "description": t.description,
@@ -976,10 +965,7 @@ async fn call_mcp(
     let unknown = Denial::UnknownTool {
         tool: tool_name.to_owned(),
     };
-    let (Some(tool), Some(binding)) = (
-        active.bundle.tool(tool_name),
-        active.bindings.get(tool_name),
-    ) else {
+    let Some((tool, binding)) = active.tool(tool_name) else {
         return (deny_rpc(io, Some(&id), &unknown, did), 0);
     };
     let ToolKind::Mcp { remote_name } = &tool.kind else {
@@ -1123,10 +1109,7 @@ async fn call_http(
     modern: bool,
     started: std::time::Instant,
 ) -> (Disposition, u16) {
-    let (Some(tool), Some(binding)) = (
-        active.bundle.tool(tool_name),
-        active.bindings.get(tool_name),
-    ) else {
+    let Some((tool, binding)) = active.tool(tool_name) else {
         let d = Denial::UnknownTool {
             tool: tool_name.to_owned(),
         };

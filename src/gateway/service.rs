@@ -123,10 +123,7 @@ impl Gateway {
                 return deny_http(io, &d, &id);
             }
         };
-        let (Some(tool), Some(binding)) = (
-            active.bundle.tool(tool_name),
-            active.bindings.get(tool_name),
-        ) else {
+        let Some((tool, binding)) = active.tool(tool_name) else {
             let d = Denial::UnknownTool {
                 tool: tool_name.to_owned(),
             };

@@ -3,7 +3,7 @@
 //! session keys. Read on every call without locks: `ArcSwap` loads and plain `Arc`s.
 
 use crate::config::LimitsResolved;
-use crate::decision::Bundle;
+use crate::decision::{Bundle, ToolSpec};
 use crate::envelope::{Claims, SigningKey, Verifier};
 use crate::mcp::session::SessionKey;
 use crate::proxy::pool::UpstreamSpec;
@@ -28,7 +28,8 @@ pub struct ToolBinding {
 /// bundle version from start to end.
 pub struct Active {
     pub bundle: Bundle,
-    pub bindings: HashMap<String, ToolBinding>,
+    /// One per tool, in the order of `bundle.tools()`.
+    bindings: Vec<ToolBinding>,
     /// The bundle's version and digest as audit-record fields, encoded once per bundle.
     pub audit_version: Box<[u8]>,
 }
@@ -50,7 +51,7 @@ impl Active {
         specs: &[UpstreamSpec],
         vault: &Vault,
     ) -> Result<Active, BindError> {
-        let mut bindings = HashMap::new();
+        let mut bindings = Vec::new();
         for t in bundle.tools() {
             let upstream =
                 *upstreams
@@ -69,22 +70,19 @@ impl Active {
                     })?;
             let spec = &specs[upstream];
             let finder = crate::proxy::scrub::finder(credential.expose());
-            bindings.insert(
-                t.name.clone(),
-                ToolBinding {
-                    upstream,
-                    credential,
-                    credential_header: t
-                        .credential_header
-                        .clone()
-                        .unwrap_or_else(|| spec.credential_header.clone()),
-                    credential_prefix: t
-                        .credential_prefix
-                        .clone()
-                        .unwrap_or_else(|| spec.credential_prefix.clone()),
-                    finder,
-                },
-            );
+            bindings.push(ToolBinding {
+                upstream,
+                credential,
+                credential_header: t
+                    .credential_header
+                    .clone()
+                    .unwrap_or_else(|| spec.credential_header.clone()),
+                credential_prefix: t
+                    .credential_prefix
+                    .clone()
+                    .unwrap_or_else(|| spec.credential_prefix.clone()),
+                finder,
+            });
         }
         let mut audit_version = Vec::new();
         crate::audit::record::encode_policy_version(
@@ -97,6 +95,17 @@ impl Active {
             bindings,
             audit_version: audit_version.into_boxed_slice(),
         })
+    }
+
+    /// A tool of the bundle and how it reaches its upstream: one lookup by name.
+    pub fn tool(&self, name: &str) -> Option<(&ToolSpec, &ToolBinding)> {
+        let i = self.bundle.tool_index(name)?;
+        Some((&self.bundle.tools()[i], &self.bindings[i]))
+    }
+
+    /// Every tool with its binding, in bundle order.
+    pub fn tools(&self) -> impl Iterator<Item = (&ToolSpec, &ToolBinding)> {
+        self.bundle.tools().iter().zip(&self.bindings)
     }
 }
 
