@@ -5,6 +5,10 @@
 # them (A B, B A, A B, ...) so that the host's drift falls on both alike. Prints every run
 # and the median p50, p90 and p99 of each build.
 #
+# The two processes differ even when they are the same build: run as A and B, one binary
+# gave B a median p50 1.5-9.5 us lower (four runs, BENCHMARKS.md). Run each comparison
+# twice, the builds swapped, and take half the difference: that resolves about +-3 us.
+#
 #   loadtest/ab-gateways.sh OLD_BINARY NEW_BINARY
 #   RATE=10000 DUR=5s ROUNDS=12 loadtest/ab-gateways.sh a/portcullis b/portcullis
 #
