@@ -293,8 +293,9 @@ impl Gateway {
 
     /// Latency metrics for an allowed call: gateway overhead and upstream time.
     pub fn observe_call(&self, started: Instant, upstream_started: Instant, scrubbed: u32) {
-        let total = started.elapsed().as_micros() as u64;
-        let upstream = upstream_started.elapsed().as_micros() as u64;
+        let now = Instant::now();
+        let total = now.duration_since(started).as_micros() as u64;
+        let upstream = now.duration_since(upstream_started).as_micros() as u64;
         let m = self.metrics();
         m.upstream.observe(upstream);
         m.overhead.observe(total.saturating_sub(upstream));

@@ -157,10 +157,13 @@ pub async fn serve<S: Service>(
         let mut started: Option<Instant> = None;
         let head: RequestHead = loop {
             if !rbuf.is_empty() {
-                started.get_or_insert_with(Instant::now);
                 match parse_request(&rbuf, limits.max_head_bytes) {
                     Ok(Some(h)) => break h,
-                    Ok(None) => {}
+                    // The header timeout runs from the first bytes of a head that did not
+                    // come whole; a head read in one go never needs the clock.
+                    Ok(None) => {
+                        started.get_or_insert_with(Instant::now);
+                    }
                     Err(e) => return fail(&mut io, &e).await,
                 }
             }
@@ -201,7 +204,13 @@ pub async fn serve<S: Service>(
             }
         }
         let mut consumed = head.len;
-        let deadline = Instant::now() + limits.body_timeout;
+        // Set by the first read the body needs: a body that came with its head needs none.
+        let mut body_deadline: Option<Instant> = None;
+        let mut body_left = || {
+            let d = *body_deadline.get_or_insert_with(|| Instant::now() + limits.body_timeout);
+            d.saturating_duration_since(Instant::now())
+                .max(Duration::from_millis(1))
+        };
         let body_range: Option<std::ops::Range<usize>> = match head.framing() {
             Framing::None | Framing::UntilClose => Some(head.len..head.len),
             Framing::Length(n) => {
@@ -222,17 +231,9 @@ pub async fn serve<S: Service>(
                     }
                 }
                 while rbuf.len() < end {
-                    let left = deadline.saturating_duration_since(Instant::now());
+                    let left = body_left();
                     let want = end - rbuf.len();
-                    match read_more(
-                        &mut io.stream,
-                        &mut io.deadline,
-                        &mut rbuf,
-                        left.max(Duration::from_millis(1)),
-                        want,
-                    )
-                    .await
-                    {
+                    match read_more(&mut io.stream, &mut io.deadline, &mut rbuf, left, want).await {
                         Ok(_) => {}
                         Err(ReadErr::Timeout) => {
                             write_error(
@@ -267,16 +268,8 @@ pub async fn serve<S: Service>(
                     if dec.is_done() {
                         break;
                     }
-                    let left = deadline.saturating_duration_since(Instant::now());
-                    match read_more(
-                        &mut io.stream,
-                        &mut io.deadline,
-                        &mut rbuf,
-                        left.max(Duration::from_millis(1)),
-                        0,
-                    )
-                    .await
-                    {
+                    let left = body_left();
+                    match read_more(&mut io.stream, &mut io.deadline, &mut rbuf, left, 0).await {
                         Ok(_) => {}
                         Err(ReadErr::Timeout) => {
                             write_error(
