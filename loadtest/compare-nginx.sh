@@ -23,17 +23,14 @@ BACKEND=127.0.0.1:${BACKEND_PORT:-18080}
 NGINX_LISTEN=127.0.0.1:${NGINX_PORT:-18081}
 NGINX_CPU=${NGINX_CPU:-0}
 
-if ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ]; then
-    echo "nginx is not installed; installing it with apt-get" >&2
-    if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi
-    $SUDO apt-get install -y nginx-light >/dev/null 2>&1 \
-        || { $SUDO apt-get update >/dev/null && $SUDO apt-get install -y nginx-light >/dev/null; } \
-        || $SUDO apt-get install -y nginx >/dev/null
-fi
-NGINX=$(command -v nginx || echo /usr/sbin/nginx)
-
 work=$(mktemp -d)
 . loadtest/processes.sh
+
+if ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ]; then
+    echo "nginx is not installed; installing it with apt-get" >&2
+    apt_install nginx-light nginx
+fi
+NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 
 mkdir -p "$work/logs"
 mask=1

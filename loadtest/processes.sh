@@ -1,6 +1,6 @@
 # Sourced by the load-test scripts: the processes a script starts, stopped on exit (kindly,
-# then for good: a gateway under valgrind takes a moment to exit), and waiting for a
-# port. Expects `work` (a temporary directory, removed on exit); callers append the pid
+# then for good: a gateway under valgrind takes a moment to exit), waiting for a port, and
+# installing a missing tool. Expects `work` (a temporary directory, removed on exit); callers append the pid
 # of each process they start to `pids`.
 pids=()
 cleanup() {
@@ -50,4 +50,20 @@ start_backend_gateway_hop() {
     wait_port "$bport" "$backend_pid" "$work/backend.log"
     wait_port "$gport" "$gateway_pid" "$work/gateway.log"
     wait_port "$hport" "$hop_pid" "$work/hop.log"
+}
+
+# Installs the first of the Debian packages "$@" that apt-get can install, refreshing the
+# package lists once if none can be as they are; with sudo unless run as root.
+apt_install() {
+    local sudo="" p
+    [ "$(id -u)" -eq 0 ] || sudo=sudo
+    for p in "$@"; do
+        $sudo apt-get install -y "$p" >/dev/null 2>&1 && return 0
+    done
+    $sudo apt-get update >/dev/null 2>&1 || true
+    for p in "$@"; do
+        $sudo apt-get install -y "$p" >/dev/null && return 0
+    done
+    echo "could not install any of: $* (apt-get)" >&2
+    return 1
 }

@@ -22,19 +22,17 @@ CONNS=${CONNS:-16}
 BP=${BACKEND_PORT:-28380}
 [ "$(nproc)" -ge 2 ] || { echo "needs two CPUs (servers on CPU 0, generators on CPU 1)" >&2; exit 1; }
 command -v python3 >/dev/null || { echo "python3 is needed (it reads the credentials file)" >&2; exit 1; }
+work=$(mktemp -d)
+. loadtest/processes.sh
 if ! command -v wrk >/dev/null 2>&1; then
     echo "wrk is not installed; installing it with apt-get" >&2
-    if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi
-    $SUDO apt-get install -y wrk >/dev/null 2>&1 \
-        || { $SUDO apt-get update >/dev/null && $SUDO apt-get install -y wrk >/dev/null; }
+    apt_install wrk
 fi
 
 cargo build --release --locked -p portcullis -p portcullis-loadtest >&2
 bin=target/release
 lt=$bin/portcullis-loadtest
 gw_bin=$(realpath "${GATEWAY_BIN:-$bin/portcullis}")
-work=$(mktemp -d)
-. loadtest/processes.sh
 
 "$lt" setup --out "$work/d" --backend "127.0.0.1:$BP" --listen "127.0.0.1:$((BP + 1))" \
     --admin-listen "127.0.0.1:$((BP + 2))" >/dev/null
@@ -87,14 +85,20 @@ ours() {
 }
 
 # A probe of each: a refused envelope or credential would make every figure meaningless.
+# Stops the script with what a generator printed, when it failed or printed no figures.
+failed() {
+    echo "$1 against the $2:" >&2
+    echo "$3" >&2
+    exit 1
+}
 for t in $TARGETS; do
-    s=$(taskset -c 1 wrk -t1 -c1 -d1s -s "$(script "$t")" "$(url "$t")" 2>&1)
+    s=$(taskset -c 1 wrk -t1 -c1 -d1s -s "$(script "$t")" "$(url "$t")" 2>&1) \
+        || failed "wrk failed" "$t" "$s"
     if grep -q "Non-2xx" <<<"$s" || ! grep -q "Requests/sec" <<<"$s"; then
-        echo "wrk's calls to the $t were not answered 2xx:" >&2
-        echo "$s" >&2
-        exit 1
+        failed "wrk's calls were not answered 2xx" "$t" "$s"
     fi
-    ours "$t" --requests 20000 --connections 4 --closed >/dev/null
+    s=$(ours "$t" --requests 20000 --connections 4 --closed 2>&1) \
+        || failed "portcullis-loadtest failed" "$t" "$s"
 done
 
 # wrk prints 695.00us, 1.45ms or 1.02s; in µs.
@@ -106,26 +110,26 @@ wrk_us() {
 measure() {
     local gen=$1 t=$2 out
     if [ "$gen" = wrk ]; then
-        out=$(taskset -c 1 wrk -t1 -c"$CONNS" -d"${DUR}s" --latency -s "$(script "$t")" "$(url "$t")" 2>&1)
-        if grep -q "Non-2xx\|Socket errors" <<<"$out"; then
-            echo "wrk saw errors against the $t:" >&2
-            echo "$out" >&2
-            exit 1
-        fi
+        out=$(taskset -c 1 wrk -t1 -c"$CONNS" -d"${DUR}s" --latency -s "$(script "$t")" "$(url "$t")" 2>&1) \
+            || failed "wrk failed" "$t" "$out"
+        grep -q "Non-2xx\|Socket errors" <<<"$out" && failed "wrk saw errors" "$t" "$out"
         local rps p50 p90 p99
         rps=$(awk '/^Requests\/sec:/ { printf "%.0f", $2 }' <<<"$out")
-        p50=$(wrk_us "$(awk '$1 == "50%" { print $2 }' <<<"$out")")
-        p90=$(wrk_us "$(awk '$1 == "90%" { print $2 }' <<<"$out")")
-        p99=$(wrk_us "$(awk '$1 == "99%" { print $2 }' <<<"$out")")
-        echo "$t wrk $rps $p50 $p90 $p99"
+        p50=$(awk '$1 == "50%" { print $2 }' <<<"$out")
+        p90=$(awk '$1 == "90%" { print $2 }' <<<"$out")
+        p99=$(awk '$1 == "99%" { print $2 }' <<<"$out")
+        [ -n "$rps" ] && [ -n "$p99" ] || failed "wrk printed no figures" "$t" "$out"
+        echo "$t wrk $rps $(wrk_us "$p50") $(wrk_us "$p90") $(wrk_us "$p99")"
     else
-        out=$(ours "$t" --closed --duration "${DUR}s" --connections "$CONNS" 2>&1)
+        out=$(ours "$t" --closed --duration "${DUR}s" --connections "$CONNS" 2>&1) \
+            || failed "portcullis-loadtest failed" "$t" "$out"
         if ! grep -q " errors 0" <<<"$out" || grep -q UNEXPECTED <<<"$out"; then
-            echo "portcullis-loadtest saw errors against the $t:" >&2
-            echo "$out" >&2
-            exit 1
+            failed "portcullis-loadtest saw errors" "$t" "$out"
         fi
-        awk '$1 == "target" && $2 ~ /\/s$/ { sub("/s", "", $2); print "'"$t"' portcullis-loadtest", $2, $3, $4, $5 }' <<<"$out"
+        local figures
+        figures=$(awk '$1 == "target" && $2 ~ /\/s$/ { sub("/s", "", $2); print $2, $3, $4, $5 }' <<<"$out")
+        [ -n "$figures" ] || failed "portcullis-loadtest printed no figures" "$t" "$out"
+        echo "$t portcullis-loadtest $figures"
     fi
 }
 
