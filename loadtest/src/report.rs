@@ -234,7 +234,7 @@ impl Stats {
             o,
             "#[Buckets = {:>12}, SubBuckets     = {:>12}]",
             self.hist.buckets(),
-            self.hist.distinct_values()
+            sub_bucket_count(self.hist.sigfig())
         );
         o
     }
@@ -259,6 +259,13 @@ impl Stats {
             "late_sends": self.late_sends,
         })
     }
+}
+
+/// HdrHistogram's sub-bucket count for `sigfig` significant digits: the power of two
+/// that resolves single units up to 2 × 10^sigfig. The `.hgrm` footer reports it, and
+/// readers of the file take it for the histogram's precision (2048 for three digits).
+fn sub_bucket_count(sigfig: u8) -> u64 {
+    (2 * 10u64.pow(u32::from(sigfig))).next_power_of_two()
 }
 
 /// Fails now, not after a long run, when results could not be written into `out`: creates
@@ -450,5 +457,55 @@ mod tests {
         let svg = svg("t", &[&s]);
         assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
         assert!(svg.contains("<polyline"));
+    }
+
+    /// The `.hgrm` is read by HdrHistogram's plotter and by people used to the Java and C
+    /// libraries' output: same columns, percentile steps, value rounding and footer.
+    #[test]
+    fn hgrm_is_hdrhistograms_percentile_distribution() {
+        let mut s = Stats::new("gateway");
+        for i in 1..=1000u64 {
+            s.record(Duration::from_micros(i));
+        }
+        for ns in [5_000_000, 123_456_789] {
+            s.record(Duration::from_nanos(ns));
+        }
+        let text = s.hgrm();
+        let mut lines = text.lines();
+        let head: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
+        assert_eq!(
+            head,
+            ["Value", "Percentile", "TotalCount", "1/(1-Percentile)"]
+        );
+        assert_eq!(lines.next(), Some(""));
+        let (rows, footer): (Vec<&str>, Vec<&str>) = lines.partition(|l| !l.starts_with('#'));
+        let rows: Vec<Vec<&str>> = rows
+            .iter()
+            .map(|l| l.split_whitespace().collect())
+            .collect();
+        let pct: Vec<f64> = rows.iter().map(|r| r[1].parse().unwrap()).collect();
+        // Five ticks per halving of the distance to 100%, as the Java library prints them.
+        assert_eq!(pct[..8], [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.55, 0.6]);
+        assert_eq!(*pct.last().unwrap(), 1.0);
+        // Values are each bucket's highest equivalent value, in µs with three decimals.
+        let median = rows.iter().find(|r| r[1] == "0.500000000000").unwrap();
+        assert_eq!(median[..3], ["501.247", "0.500000000000", "501"]);
+        for r in &rows[..rows.len() - 1] {
+            let p: f64 = r[1].parse().unwrap();
+            assert_eq!(r[3], format!("{:.2}", 1.0 / (1.0 - p)), "row {r:?}");
+        }
+        assert_eq!(
+            rows.last().unwrap()[..],
+            ["123469.823", "1.000000000000", "1002", "inf"]
+        );
+        let footer: Vec<Vec<&str>> = footer
+            .iter()
+            .map(|l| l.split(['[', ']', '=', ',']).map(str::trim).collect())
+            .collect();
+        assert_eq!(
+            footer[1][..5],
+            ["#", "Max", "123469.823", "Total count", "1002"]
+        );
+        assert_eq!(footer[2][..5], ["#", "Buckets", "32", "SubBuckets", "2048"]);
     }
 }
