@@ -9,6 +9,7 @@ use crate::cpu::CpuSource;
 use crate::generator::{self, Mode, RunConfig, Target};
 use crate::report::{self, PERCENTILES, Stats};
 use crate::setup::{self, Deployment, GatewaySettings};
+use crate::stop;
 use crate::workload;
 use portcullis::server::ServerHandle;
 use std::net::SocketAddr;
@@ -111,6 +112,8 @@ pub enum CompareError {
 /// One measured (load, target) cell.
 pub struct Cell {
     pub load: String,
+    /// Rounds merged into `stats`: fewer than asked when the run was stopped early.
+    pub rounds: usize,
     pub stats: Stats,
     /// CPU time of the target's own process or threads, per completed request.
     pub cpu_us_per_req: Option<f64>,
@@ -349,31 +352,60 @@ pub fn compare(cfg: &CompareConfig) -> Result<Vec<Cell>, CompareError> {
             .iter()
             .map(|m| (Stats::new(&m.target.name), Duration::ZERO))
             .collect();
+        let mut rounds_done = 0;
         for round in 0..cfg.rounds.max(1) {
+            let mut this_round = Vec::with_capacity(targets.len());
             for k in 0..targets.len() {
+                if stop::requested() {
+                    break;
+                }
                 let idx = (k + round) % targets.len();
                 let m = &targets[idx];
                 generator::warm_up(&m.target);
                 let cpu0 = m.cpu.as_ref().map(CpuSource::read);
                 let s = generator::run(&m.target, &run_cfg, cfg.progress);
-                if let (Some(src), Some(c0)) = (&m.cpu, cpu0) {
-                    per_target[idx].1 += src.read().saturating_sub(c0);
-                }
-                per_target[idx].0.merge_run(&s);
+                let cpu = match (&m.cpu, cpu0) {
+                    (Some(src), Some(c0)) => src.read().saturating_sub(c0),
+                    _ => Duration::ZERO,
+                };
+                this_round.push((idx, s, cpu));
             }
+            // A round cut short would weigh the targets over different stretches of the
+            // host's drift: it is dropped whole.
+            if stop::requested() {
+                break;
+            }
+            for (idx, s, cpu) in this_round {
+                per_target[idx].0.merge_run(&s);
+                per_target[idx].1 += cpu;
+            }
+            rounds_done += 1;
+        }
+        if rounds_done == 0 {
+            break;
         }
         let row: Vec<Cell> = per_target
             .into_iter()
             .zip(&targets)
             .map(|((stats, cpu), m)| Cell {
                 load: label.clone(),
+                rounds: rounds_done,
                 cpu_us_per_req: (m.cpu.is_some() && stats.completed() > 0)
                     .then(|| cpu.as_secs_f64() * 1e6 / stats.completed() as f64),
                 stats,
             })
             .collect();
-        println!("{}", render_load(label, &run_cfg, cfg.rounds, &row));
+        println!("{}", render_load(label, &run_cfg, rounds_done, &row));
         cells.extend(row);
+        if stop::requested() {
+            break;
+        }
+    }
+    if stop::requested() {
+        eprintln!(
+            "stopped early (Ctrl-C): the report covers the {} load(s) with at least one whole round; a round in progress was dropped",
+            cells.len() / targets.len().max(1)
+        );
     }
     if let Some(out) = &cfg.out {
         write_outputs(out, cfg, &cells)?;
@@ -543,6 +575,7 @@ fn write_outputs(
             std::fs::write(&p, c.stats.hgrm()).map_err(err(p.clone()))?;
             let mut j = c.stats.to_json();
             j["load"] = (*load).into();
+            j["rounds"] = c.rounds.into();
             j["cpu_us_per_req"] = c.cpu_us_per_req.into();
             if let Some(base) = row.first() {
                 let added: serde_json::Map<String, serde_json::Value> = PERCENTILES
@@ -570,6 +603,7 @@ fn write_outputs(
         "machine": report::machine(),
         "duration_s": cfg.duration.as_secs_f64(),
         "rounds": cfg.rounds,
+        "stopped_early": stop::requested(),
         "connections": cfg.connections,
         "max_connections": cfg.max_connections,
         "envelopes": cfg.envelopes,

@@ -363,6 +363,10 @@ async fn pacer(sh: Rc<Shared>, first: u64, stride: u64) {
             }
         })
         .await;
+        if crate::stop::requested() {
+            // Requests already due are still sent; no new ones are released.
+            break;
+        }
         sh.due.borrow_mut().push_back(i);
         // Wake one waiting connection; one that finds the queue already empty waits again.
         let w = sh.idle.borrow_mut().pop();
@@ -396,6 +400,9 @@ async fn connection(sh: Rc<Shared>, stats: Rc<RefCell<Stats>>) {
                 None => break,
             },
             Mode::Requests(total) => {
+                if crate::stop::requested() {
+                    break;
+                }
                 let i = sh.progress.issued.fetch_add(1, Ordering::Relaxed);
                 if i >= total {
                     break;
@@ -404,7 +411,7 @@ async fn connection(sh: Rc<Shared>, stats: Rc<RefCell<Stats>>) {
             }
             Mode::Closed => {
                 let now = Instant::now();
-                if now >= sh.deadline {
+                if now >= sh.deadline || crate::stop::requested() {
                     break;
                 }
                 n += 1;
@@ -560,10 +567,12 @@ pub fn run(target: &Target, cfg: &RunConfig, progress_line: bool) -> Stats {
     if let Some(r) = reporter {
         let _ = r.join();
     }
-    // Open loop: the offered load's window, or longer if answers came in late.
+    total.stopped_early = crate::stop::requested();
+    // Open loop: the offered load's window, or longer if answers came in late; a run
+    // stopped early covers only the time it ran.
     total.elapsed = match cfg.mode {
-        Mode::Open(_) => cfg.duration.max(ran),
-        Mode::Closed | Mode::Requests(_) => ran,
+        Mode::Open(_) if !total.stopped_early => cfg.duration.max(ran),
+        Mode::Open(_) | Mode::Closed | Mode::Requests(_) => ran,
     };
     total
 }
@@ -613,6 +622,9 @@ pub fn warm_up(target: &Target) {
             portcullis::server::runtime::block_on(portcullis::server::Driver::Auto, async move {
                 let mut c = Conn::new();
                 for tpl in t.templates.iter() {
+                    if crate::stop::requested() {
+                        break;
+                    }
                     let _ = c.exchange(t.addr, &tpl.bytes, Duration::from_secs(5)).await;
                 }
             });

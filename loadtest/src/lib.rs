@@ -4,7 +4,7 @@
 //! (`report`: percentiles, `.hgrm`, JSON, SVG), CPU accounting of the target (`cpu`),
 //! gateway deployments in front of the backend (`setup`), a bare monoio TCP hop as the
 //! floor for any proxy (`hop`) and interleaved comparisons of direct, the hop, Portcullis
-//! and other proxies (`compare`).
+//! and other proxies (`compare`), and an operator's early stop (`stop`).
 #![forbid(unsafe_code)]
 
 pub mod backend;
@@ -15,5 +15,6 @@ pub mod hop;
 pub mod report;
 pub mod schedule;
 pub mod setup;
+pub mod stop;
 pub mod swap;
 pub mod workload;

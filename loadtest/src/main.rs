@@ -8,6 +8,7 @@ use portcullis_loadtest::compare::{self, CompareConfig, CpuPlan, GatewayUnderTes
 use portcullis_loadtest::generator::{self, Mode, RunConfig, Target};
 use portcullis_loadtest::report::{self, Stats};
 use portcullis_loadtest::setup::{self, GatewaySettings};
+use portcullis_loadtest::stop;
 use portcullis_loadtest::swap::{SwapConfig, swap_storm};
 use portcullis_loadtest::workload::{self, Mix};
 use std::net::SocketAddr;
@@ -348,6 +349,14 @@ struct SetupArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // A measuring command stopped by hand still reports what it measured; the servers
+    // (`backend`, `hop`) keep the default, which ends them at once.
+    if matches!(cli.cmd, Cmd::Compare(_) | Cmd::Run(_) | Cmd::SwapStorm(_))
+        && let Err(e) = stop::install()
+    {
+        eprintln!("portcullis-loadtest: cannot install the Ctrl-C handler: {e}");
+        return ExitCode::FAILURE;
+    }
     let r = match cli.cmd {
         Cmd::Compare(a) => cmd_compare(a),
         Cmd::Run(a) => cmd_run(a),
@@ -357,6 +366,12 @@ fn main() -> ExitCode {
         Cmd::Setup(a) => cmd_setup(a),
     };
     match r {
+        Ok(()) if stop::requested() => {
+            eprintln!(
+                "portcullis-loadtest: stopped early; the figures above cover what ran until then"
+            );
+            ExitCode::from(stop::EXIT_STOPPED)
+        }
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("portcullis-loadtest: {e}");
@@ -507,6 +522,10 @@ fn cmd_run(a: RunArgs) -> Result<(), String> {
         );
     }
     generator::warm_up(&target);
+    if stop::requested() {
+        eprintln!("stopped before the measured run: nothing to report");
+        return Ok(());
+    }
     if let Some(cmd) = &a.after_warmup {
         let st = std::process::Command::new("sh")
             .arg("-c")

@@ -41,6 +41,9 @@ pub struct Stats {
     /// (or the connection count) could not keep up with the schedule.
     pub late_sends: u64,
     pub elapsed: Duration,
+    /// The operator stopped the run before its end (Ctrl-C): the figures cover what was
+    /// sent until then.
+    pub stopped_early: bool,
 }
 
 impl Stats {
@@ -55,6 +58,7 @@ impl Stats {
             errors: BTreeMap::new(),
             unexpected: BTreeMap::new(),
             late_sends: 0,
+            stopped_early: false,
             elapsed: Duration::ZERO,
         }
     }
@@ -105,6 +109,7 @@ impl Stats {
             *self.unexpected.entry(k.clone()).or_default() += v;
         }
         self.elapsed = self.elapsed.max(o.elapsed);
+        self.stopped_early |= o.stopped_early;
     }
 
     /// Adds another run of the same target (a later round): counts and histograms add
@@ -174,6 +179,14 @@ impl Stats {
                 o,
                 "  {} of {} requests were sent over 1 ms late (the generator or its connections could not keep the schedule; latency still counts from the intended time)",
                 self.late_sends, self.sent
+            );
+        }
+        if self.stopped_early {
+            let _ = writeln!(
+                o,
+                "  stopped early (Ctrl-C) after {:.1} s: these figures cover the {} requests sent until then",
+                self.elapsed.as_secs_f64(),
+                self.sent
             );
         }
         o
@@ -257,6 +270,7 @@ impl Stats {
             "errors": self.errors,
             "unexpected": self.unexpected,
             "late_sends": self.late_sends,
+            "stopped_early": self.stopped_early,
         })
     }
 }

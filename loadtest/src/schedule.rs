@@ -98,16 +98,18 @@ impl Yielder {
 /// monoio never parks, so its timers do not fire: callers that need deadlines enforced
 /// meanwhile do it in `spinning`. At high rates a request is always due within a
 /// millisecond and the thread stays busy: pin the generator away from the system under
-/// test.
+/// test. It also returns once an early stop is asked for (`crate::stop`), so a slow
+/// schedule never holds a stopped run for more than a tenth of a second.
 pub async fn wait_until(t: Instant, yielder: &Yielder, mut spinning: impl FnMut()) {
     loop {
         let now = Instant::now();
-        if now >= t {
+        if now >= t || crate::stop::requested() {
             return;
         }
         let left = t - now;
         if left > Duration::from_micros(2500) {
-            monoio::time::sleep(left - Duration::from_micros(1500)).await;
+            let coarse = left - Duration::from_micros(1500);
+            monoio::time::sleep(coarse.min(Duration::from_millis(100))).await;
         } else {
             spinning();
             yielder.yield_back().await;

@@ -156,7 +156,12 @@ pub fn swap_storm(cfg: &SwapConfig) -> Result<(Stats, Stats, Pushes), CompareErr
         name: "swap storm".into(),
         ..target
     };
-    let stormy = generator::run(&storm_target, &run, cfg.progress);
+    // Stopped during the steady run: no storm, and an empty run says so in the report.
+    let stormy = if crate::stop::requested() {
+        Stats::new(&storm_target.name)
+    } else {
+        generator::run(&storm_target, &run, cfg.progress)
+    };
     stop.store(true, Ordering::Release);
     let _ = pusher.join();
     let pushes = Pushes {
@@ -208,10 +213,14 @@ fn render(cfg: &SwapConfig, steady: &Stats, stormy: &Stats, p: &Pushes) -> Strin
         p.failed
     );
     let _ = writeln!(o, "{}", Stats::table_header());
-    for s in [steady, stormy] {
-        let _ = writeln!(o, "{}", s.table_row());
-        o.push_str(&s.details());
+    let _ = writeln!(o, "{}", steady.table_row());
+    o.push_str(&steady.details());
+    if stormy.sent == 0 && steady.stopped_early {
+        o.push_str("  (stopped during the steady run: no storm was run)\n");
+        return o;
     }
+    let _ = writeln!(o, "{}", stormy.table_row());
+    o.push_str(&stormy.details());
     let _ = write!(o, "storm - steady (µs):  ");
     for q in PERCENTILES {
         let _ = write!(o, "{:>+10.1}", stormy.us(q) - steady.us(q));
