@@ -537,7 +537,7 @@ pub fn render_load(label: &str, run: &RunConfig, rounds: usize, row: &[Cell]) ->
         for p in PERCENTILES {
             let _ = write!(
                 o,
-                "{:>10}",
+                " {:>9}",
                 if p >= 100.0 {
                     "max".into()
                 } else {
@@ -549,7 +549,7 @@ pub fn render_load(label: &str, run: &RunConfig, rounds: usize, row: &[Cell]) ->
         for c in &row[1..] {
             let _ = write!(o, "  {:<18}", c.stats.name);
             for p in PERCENTILES {
-                let _ = write!(o, "{:>+10.1}", c.stats.us(p) - base.stats.us(p));
+                let _ = write!(o, " {:>+9.1}", c.stats.us(p) - base.stats.us(p));
             }
             let _ = writeln!(o);
         }

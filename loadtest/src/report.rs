@@ -148,7 +148,7 @@ impl Stats {
     pub fn table_row(&self) -> String {
         let mut s = format!("{:<12} {:>9.0}/s ", self.name, self.throughput());
         for p in PERCENTILES {
-            let _ = write!(s, "{:>10.1}", self.us(p));
+            let _ = write!(s, " {:>9.1}", self.us(p));
         }
         let errors: u64 = self.errors.values().sum();
         let denied: u64 = self.denials.values().sum();
@@ -200,7 +200,7 @@ impl Stats {
             } else {
                 format!("p{p} µs")
             };
-            let _ = write!(s, "{label:>10}");
+            let _ = write!(s, " {label:>9}");
         }
         s
     }
@@ -471,6 +471,34 @@ mod tests {
         let svg = svg("t", &[&s]);
         assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
         assert!(svg.contains("<polyline"));
+    }
+
+    /// A saturated open-loop run has latencies of many seconds: each column must still
+    /// stand apart, for the reader and for scripts that split the row on whitespace.
+    #[test]
+    fn table_columns_stay_apart_for_long_latencies() {
+        let mut s = Stats::new("target");
+        for secs in [30u64, 45, 46] {
+            s.record(Duration::from_secs(secs));
+        }
+        s.elapsed = Duration::from_secs(1);
+        let row = s.table_row();
+        let fields: Vec<&str> = row.split_whitespace().collect();
+        let header = Stats::table_header();
+        assert_eq!(fields[0], "target");
+        assert_eq!(fields.len(), 2 + PERCENTILES.len() + 6, "{row}");
+        let p50: f64 = fields[2].parse().unwrap();
+        assert!((p50 - 45e6).abs() < 45e3, "the p50 is 45 s: {row}");
+        // At everyday widths the header's columns end where the row's do.
+        let mut quick = Stats::new("target");
+        quick.record(Duration::from_micros(123));
+        quick.elapsed = Duration::from_secs(1);
+        let row = quick.table_row();
+        assert_eq!(
+            header.chars().count(),
+            row.find("  ok").unwrap(),
+            "{header}\n{row}"
+        );
     }
 
     /// The `.hgrm` is read by HdrHistogram's plotter and by people used to the Java and C

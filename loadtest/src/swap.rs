@@ -223,7 +223,7 @@ fn render(cfg: &SwapConfig, steady: &Stats, stormy: &Stats, p: &Pushes) -> Strin
     o.push_str(&stormy.details());
     let _ = write!(o, "storm - steady (µs):  ");
     for q in PERCENTILES {
-        let _ = write!(o, "{:>+10.1}", stormy.us(q) - steady.us(q));
+        let _ = write!(o, " {:>+9.1}", stormy.us(q) - steady.us(q));
     }
     o.push('\n');
     o
