@@ -8,8 +8,9 @@
 # connections pooled) the counters are zeroed, exactly N calls are sent over one
 # keep-alive connection, and the counters are dumped: instructions / N is the gateway's
 # user-space cost of one call, every thread included (worker, audit writer). The
-# backend is measured the same way, as the cost of a minimal monoio HTTP server.
-# Both run on the epoll driver: valgrind 3.19 cannot follow io_uring (a worker on it
+# backend is measured the same way, as the cost of a minimal monoio HTTP server, and so
+# is the bare monoio hop (`portcullis-loadtest hop`), the floor for any proxy on this
+# runtime. All run on the epoll driver: valgrind 3.19 cannot follow io_uring (a worker on it
 # never sees its completions), so these count the legacy driver's user-space path.
 #
 #   loadtest/instructions.sh                # 20000 calls per measurement
@@ -31,6 +32,7 @@ WORKLOAD=${WORKLOAD:-allowed}
 BP=${BACKEND_PORT:-28180}
 GP=${GATEWAY_PORT:-28181}
 AP=${ADMIN_PORT:-28182}
+HP=${HOP_PORT:-28183}
 command -v valgrind >/dev/null || { echo "valgrind is needed: apt-get install valgrind" >&2; exit 1; }
 command -v python3 >/dev/null || { echo "python3 is needed (it reads the callgrind dumps)" >&2; exit 1; }
 
@@ -65,7 +67,10 @@ measure() {
         # (With LTO the writer's loop is inlined into its thread's closure; the chain is not.)
         if grep -q 'conn::serve' "$f"; then
             what="worker thread"
-            footprint "$f" >"$work/footprint.txt"
+            footprint "$f" >"$work/footprint-worker.txt"
+        elif grep -q 'loadtest/src/hop.rs' "$f"; then
+            what="hop thread"
+            footprint "$f" >"$work/footprint-hop.txt"
         elif grep -qE 'audit::(writer|chain)' "$f"; then what="audit writer thread"
         else what="other threads"; fi
         echo "$what|$ir" >>"$work/threads.txt"
@@ -146,11 +151,25 @@ wait_port "$GP" "$gpid" "$work/vg-gateway.log"
     --requests 2000 --connections 1 --quiet >/dev/null
 gateway=$(measure "$gpid" --target "127.0.0.1:$GP" --workload "$WORKLOAD" --deployment "$work/d")
 gateway_threads=$(threads)
+kill "$gpid"; wait "$gpid" 2>/dev/null || true
+
+# 3. The bare monoio hop under callgrind in front of the native backend, sent the direct
+# call: the floor for any proxy on this runtime (bytes copied both ways, no HTTP).
+valgrind --tool=callgrind --separate-threads=yes --dump-instr=yes --callgrind-out-file="$work/cg.out.%p" \
+    "$bin/portcullis-loadtest" hop --listen "127.0.0.1:$HP" --upstream "127.0.0.1:$BP" --driver legacy 2>"$work/vg-hop.log" &
+hpid=$!
+pids+=("$hpid")
+wait_port "$HP" "$hpid" "$work/vg-hop.log"
+"$bin/portcullis-loadtest" run --target "127.0.0.1:$HP" --workload direct --deployment "$work/d" \
+    --requests 2000 --connections 1 --quiet >/dev/null
+hop=$(measure "$hpid" --target "127.0.0.1:$HP" --workload direct --deployment "$work/d")
 
 per() { awk -v t="$1" -v n="$N" 'BEGIN { printf "%.0f", t / n }'; }
 echo "instructions per call (callgrind, $N calls after warm-up, one keep-alive connection):"
 printf '  %-40s %10s\n' "backend alone (direct call)" "$(per "$direct")"
+printf '  %-40s %10s\n' "bare monoio hop (direct call relayed)" "$(per "$hop")"
 printf '  %-40s %10s\n' "gateway, workload '$WORKLOAD' (all threads)" "$(per "$gateway")"
 echo "$gateway_threads"
-echo "  worker code run in the measured calls: $(cat "$work/footprint.txt")"
+echo "  worker code run in the measured calls: $(cat "$work/footprint-worker.txt")"
+echo "  hop code run in the measured calls:    $(cat "$work/footprint-hop.txt")"
 echo "(valgrind hides SHA-NI from ring, so the audit chain's SHA-256 runs its AVX code here: natively it costs less than these counts say)"
