@@ -347,6 +347,7 @@ pub fn compare(cfg: &CompareConfig) -> Result<Vec<Cell>, CompareError> {
             mode: *mode,
             timeout: cfg.timeout,
             cpus: cfg.cpus.client.clone(),
+            timeline: None,
         };
         let mut per_target: Vec<(Stats, Duration)> = targets
             .iter()

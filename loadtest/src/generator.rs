@@ -44,6 +44,8 @@ pub struct RunConfig {
     pub timeout: Duration,
     /// CPUs to pin the generator threads to (round robin), if any.
     pub cpus: Vec<usize>,
+    /// Keep latency by completion time in intervals this long (for the `.hlog`).
+    pub timeline: Option<Duration>,
 }
 
 /// Where to send and what.
@@ -422,7 +424,8 @@ async fn connection(sh: Rc<Shared>, stats: Rc<RefCell<Stats>>) {
         // Spread requests over the templates without lining up with the connection count.
         let t = &templates[(i.wrapping_mul(2_654_435_761) % templates.len() as u64) as usize];
         let result = c.exchange(sh.target.addr, &t.bytes, sh.cfg.timeout).await;
-        let latency = Instant::now().saturating_duration_since(intended);
+        let done = Instant::now();
+        let latency = done.saturating_duration_since(intended);
         let refused = matches!(result, Err(Failure::Connect(_)));
         {
             let mut s = stats.borrow_mut();
@@ -430,7 +433,7 @@ async fn connection(sh: Rc<Shared>, stats: Rc<RefCell<Stats>>) {
             s.late_sends += u64::from(late);
             match result {
                 Ok(status) => {
-                    s.record(latency);
+                    s.record_at(latency, done.saturating_duration_since(sh.schedule.start));
                     classify(&mut s, status, &c.body, &t.expect);
                 }
                 Err(f) => {
@@ -465,6 +468,7 @@ pub fn run(target: &Target, cfg: &RunConfig, progress_line: bool) -> Stats {
     // Start a little in the future so every thread is ready at the first intended time.
     let lead = Duration::from_millis(50);
     let start = Instant::now() + lead;
+    let start_wall = std::time::SystemTime::now() + lead;
     let schedule = Schedule::new(start, rate, cfg.duration);
     let deadline = start + cfg.duration;
     let progress = Arc::new(Progress::default());
@@ -521,7 +525,12 @@ pub fn run(target: &Target, cfg: &RunConfig, progress_line: bool) -> Stats {
                 if !sh.cfg.cpus.is_empty() {
                     let _ = monoio::utils::bind_to_cpu_set([sh.cfg.cpus[t % sh.cfg.cpus.len()]]);
                 }
-                let stats = Rc::new(RefCell::new(Stats::new(&sh.target.name)));
+                let mut own = Stats::new(&sh.target.name);
+                own.timeline = sh
+                    .cfg
+                    .timeline
+                    .map(|width| crate::timeline::Timeline::new(start_wall, width));
+                let stats = Rc::new(RefCell::new(own));
                 let open = matches!(sh.cfg.mode, Mode::Open(_));
                 let sh = Rc::new(sh);
                 let s2 = Rc::clone(&stats);

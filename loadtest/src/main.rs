@@ -248,6 +248,10 @@ struct RunArgs {
     /// `callgrind_control -z PID` or starting a profiler); the run waits for it.
     #[arg(long, value_name = "CMD")]
     after_warmup: Option<String>,
+    /// Interval of the latency-over-time log that --out writes (`NAME.hlog`, HdrHistogram's
+    /// interval log). Long runs widen it to keep at most 1,200 intervals
+    #[arg(long, default_value = "1s", value_parser = duration)]
+    log_interval: Duration,
     /// Name of the target in the report and output files.
     #[arg(long, default_value = "target")]
     name: String,
@@ -543,6 +547,7 @@ fn cmd_run(a: RunArgs) -> Result<(), String> {
         mode,
         timeout: a.shape.timeout,
         cpus: a.cpus.map(|c| c.0).unwrap_or_default(),
+        timeline: a.shape.out.as_ref().map(|_| a.log_interval),
     };
     let stats: Stats = generator::run(&target, &cfg, !a.shape.quiet);
     println!("{}", Stats::table_header());

@@ -44,6 +44,8 @@ pub struct Stats {
     /// The operator stopped the run before its end (Ctrl-C): the figures cover what was
     /// sent until then.
     pub stopped_early: bool,
+    /// Latency by completion time, when the run keeps one (`run`, for its `.hlog`).
+    pub timeline: Option<crate::timeline::Timeline>,
 }
 
 impl Stats {
@@ -59,6 +61,7 @@ impl Stats {
             unexpected: BTreeMap::new(),
             late_sends: 0,
             stopped_early: false,
+            timeline: None,
             elapsed: Duration::ZERO,
         }
     }
@@ -66,6 +69,15 @@ impl Stats {
     pub fn record(&mut self, latency: Duration) {
         self.hist
             .saturating_record(latency.as_nanos().max(1) as u64);
+    }
+
+    /// Records `latency` for a request that completed `at` into the run, into the
+    /// timeline too when there is one.
+    pub fn record_at(&mut self, latency: Duration, at: Duration) {
+        self.record(latency);
+        if let Some(t) = &mut self.timeline {
+            t.record(at, latency);
+        }
     }
 
     pub fn error(&mut self, kind: &str) {
@@ -110,6 +122,11 @@ impl Stats {
         }
         self.elapsed = self.elapsed.max(o.elapsed);
         self.stopped_early |= o.stopped_early;
+        match (&mut self.timeline, &o.timeline) {
+            (Some(a), Some(b)) => a.merge(b),
+            (None, Some(b)) => self.timeline = Some(b.clone()),
+            _ => {}
+        }
     }
 
     /// Adds another run of the same target (a later round): counts and histograms add
@@ -118,6 +135,8 @@ impl Stats {
         let elapsed = self.elapsed + o.elapsed;
         self.merge(o);
         self.elapsed = elapsed;
+        // Rounds are separate stretches of time: one timeline cannot hold them.
+        self.timeline = None;
     }
 
     pub fn completed(&self) -> u64 {
@@ -271,6 +290,7 @@ impl Stats {
             "unexpected": self.unexpected,
             "late_sends": self.late_sends,
             "stopped_early": self.stopped_early,
+            "timeline": self.timeline.as_ref().map(crate::timeline::Timeline::summary),
         })
     }
 }
@@ -310,6 +330,11 @@ pub fn write_run(out: &std::path::Path, stats: &Stats) -> std::io::Result<Vec<st
     ] {
         let p = out.join(format!("{}.{ext}", stats.name));
         std::fs::write(&p, body)?;
+        written.push(p);
+    }
+    if let Some(t) = &stats.timeline {
+        let p = out.join(format!("{}.hlog", stats.name));
+        std::fs::write(&p, t.hlog(&stats.name)?)?;
         written.push(p);
     }
     Ok(written)

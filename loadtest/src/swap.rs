@@ -127,6 +127,7 @@ pub fn swap_storm(cfg: &SwapConfig) -> Result<(Stats, Stats, Pushes), CompareErr
         mode: Mode::Open(cfg.rate),
         timeout: cfg.timeout,
         cpus: cfg.cpus.client.clone(),
+        timeline: None,
     };
     generator::warm_up(&target);
     let steady = generator::run(&target, &run, cfg.progress);

@@ -31,6 +31,7 @@ fn open(rate: f64, duration: Duration, connections: usize) -> RunConfig {
         mode: Mode::Open(rate),
         timeout: Duration::from_secs(10),
         cpus: vec![],
+        timeline: None,
     }
 }
 
@@ -214,4 +215,49 @@ fn the_fleet_mix_through_a_real_gateway_gets_exactly_the_decisions_it_expects() 
         s.errors
     );
     stack.shutdown();
+}
+
+#[test]
+fn the_timeline_shows_each_stretch_of_a_run_and_its_log_reads_back() {
+    use hdrhistogram::serialization::interval_log::{IntervalLogIterator, LogEntry};
+    let b = backend::start("127.0.0.1:0".parse().unwrap(), 1, any_credential()).unwrap();
+    let cfg = RunConfig {
+        threads: 2,
+        timeline: Some(Duration::from_millis(250)),
+        ..open(400.0, Duration::from_secs(1), 8)
+    };
+    let s = generator::run(&direct(b.addr), &cfg, false);
+    b.shutdown();
+    assert_eq!(s.completed(), 400, "{:?}", s.errors);
+    let t = s.timeline.as_ref().expect("the run keeps a timeline");
+    assert_eq!(t.width, Duration::from_millis(250));
+    let counts: Vec<u64> = t.intervals.iter().map(|h| h.len()).collect();
+    assert_eq!(
+        counts.iter().sum::<u64>(),
+        400,
+        "both threads' samples: {counts:?}"
+    );
+    // Sent at 400/s: each quarter second completes about a hundred (the first starts after
+    // the run's lead, the last may spill into a fifth interval).
+    assert!(counts.len() <= 5, "{counts:?}");
+    assert!(
+        counts[1..3].iter().all(|c| (80..=120).contains(c)),
+        "{counts:?}"
+    );
+
+    let out = tempfile::tempdir().unwrap();
+    let files = portcullis_loadtest::report::write_run(out.path(), &s).unwrap();
+    let hlog = files
+        .iter()
+        .find(|p| p.extension().is_some_and(|e| e == "hlog"));
+    let log = std::fs::read(hlog.expect("an .hlog is written")).unwrap();
+    let intervals = IntervalLogIterator::new(&log)
+        .filter(|e| matches!(e, Ok(LogEntry::Interval(_))))
+        .count();
+    assert_eq!(intervals, counts.len());
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.path().join("direct.json")).unwrap()).unwrap();
+    let rows = json["timeline"]["intervals"].as_array().unwrap();
+    let in_json: u64 = rows.iter().map(|r| r["completed"].as_u64().unwrap()).sum();
+    assert_eq!(in_json, 400);
 }
