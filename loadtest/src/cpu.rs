@@ -1,7 +1,8 @@
 //! CPU time of the process under test, read from `/proc` (utime + stime of its threads,
 //! in clock ticks). Divided by the requests it served, it gives the CPU cost per request,
 //! and so the throughput one core would sustain: a per-core figure that holds even when,
-//! on a small machine, the load generator saturates before the proxy does.
+//! on a small machine, the load generator saturates before the proxy does. Also which
+//! CPUs this process may run on, for checking the CPUs a user asks to pin to.
 
 use std::path::Path;
 use std::time::Duration;
@@ -88,9 +89,53 @@ impl CpuSource {
     }
 }
 
+/// A kernel CPU list (`0-3,8,10-11`, as in `Cpus_allowed_list`), or `None` if malformed.
+pub fn parse_cpu_list(s: &str) -> Option<Vec<usize>> {
+    let mut cpus = Vec::new();
+    for part in s.trim().split(',').filter(|p| !p.is_empty()) {
+        match part.split_once('-') {
+            Some((a, b)) => {
+                let (a, b): (usize, usize) = (a.parse().ok()?, b.parse().ok()?);
+                if a > b {
+                    return None;
+                }
+                cpus.extend(a..=b);
+            }
+            None => cpus.push(part.parse().ok()?),
+        }
+    }
+    Some(cpus)
+}
+
+/// The CPUs this process may run on: its affinity (`taskset`, cgroup cpusets), which is
+/// what pinning a thread is checked against. Where `/proc` does not say, CPUs 0..n for
+/// the parallelism the standard library sees.
+pub fn allowed_cpus() -> Vec<usize> {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+                .and_then(parse_cpu_list)
+        })
+        .filter(|c| !c.is_empty())
+        .unwrap_or_else(|| {
+            (0..std::thread::available_parallelism().map_or(1, |n| n.get())).collect()
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn kernel_cpu_lists_parse() {
+        assert_eq!(parse_cpu_list("0-1\n"), Some(vec![0, 1]));
+        assert_eq!(parse_cpu_list("1"), Some(vec![1]));
+        assert_eq!(parse_cpu_list("0-2,5,7-8"), Some(vec![0, 1, 2, 5, 7, 8]));
+        assert_eq!(parse_cpu_list("3-1"), None);
+        assert_eq!(parse_cpu_list("x"), None);
+    }
 
     #[test]
     fn stat_times_are_found_after_an_awkward_command_name() {

@@ -74,13 +74,13 @@ fn cpu_list(s: &str) -> Result<Cpus, String> {
     if s == "none" {
         return Ok(Cpus(Vec::new()));
     }
-    let n = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let allowed = portcullis_loadtest::cpu::allowed_cpus();
     s.split(',')
         .map(|c| match c.trim().parse::<usize>() {
-            Ok(c) if c < n => Ok(c),
+            Ok(c) if allowed.contains(&c) => Ok(c),
             Ok(c) => Err(format!(
-                "CPU {c} does not exist: this machine has CPUs 0..{}",
-                n - 1
+                "CPU {c} is not one this process may run on (CPUs {:?}; see taskset or the cgroup's cpuset)",
+                allowed
             )),
             Err(_) => Err(format!("`{c}` is not a CPU number")),
         })
