@@ -127,7 +127,8 @@ pub fn swap_storm(cfg: &SwapConfig) -> Result<(Stats, Stats, Pushes), CompareErr
         mode: Mode::Open(cfg.rate),
         timeout: cfg.timeout,
         cpus: cfg.cpus.client.clone(),
-        timeline: None,
+        // A spike at a swap shows within the tenth of a second it happened in.
+        timeline: cfg.out.as_ref().map(|_| Duration::from_millis(100)),
     };
     generator::warm_up(&target);
     let steady = generator::run(&target, &run, cfg.progress);
