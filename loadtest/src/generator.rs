@@ -335,6 +335,10 @@ struct Shared {
 /// The next due request, or `None` once the pacer is done and the queue is empty.
 fn next_due(sh: &Shared) -> impl Future<Output = Option<u64>> + '_ {
     std::future::poll_fn(move |cx| {
+        if crate::stop::requested() {
+            // Stopped: what is due stays unsent (and counted), however long the backlog.
+            return Poll::Ready(None);
+        }
         if let Some(i) = sh.due.borrow_mut().pop_front() {
             return Poll::Ready(Some(i));
         }
@@ -366,7 +370,6 @@ async fn pacer(sh: Rc<Shared>, first: u64, stride: u64) {
         })
         .await;
         if crate::stop::requested() {
-            // Requests already due are still sent; no new ones are released.
             break;
         }
         sh.due.borrow_mut().push_back(i);
@@ -549,6 +552,7 @@ pub fn run(target: &Target, cfg: &RunConfig, progress_line: bool) -> Stats {
                     for task in tasks {
                         task.await;
                     }
+                    s2.borrow_mut().unsent_at_stop += sh.due.borrow().len() as u64;
                 };
                 if let Err(e) =
                     portcullis::server::runtime::block_on(portcullis::server::Driver::Auto, run)

@@ -44,6 +44,9 @@ pub struct Stats {
     /// The operator stopped the run before its end (Ctrl-C): the figures cover what was
     /// sent until then.
     pub stopped_early: bool,
+    /// Requests already due when the run was stopped, never sent: a saturated target's
+    /// backlog, whose latency these figures do not hold.
+    pub unsent_at_stop: u64,
     /// Latency by completion time, when the run keeps one (`run`, for its `.hlog`).
     pub timeline: Option<crate::timeline::Timeline>,
 }
@@ -61,6 +64,7 @@ impl Stats {
             unexpected: BTreeMap::new(),
             late_sends: 0,
             stopped_early: false,
+            unsent_at_stop: 0,
             timeline: None,
             elapsed: Duration::ZERO,
         }
@@ -122,6 +126,7 @@ impl Stats {
         }
         self.elapsed = self.elapsed.max(o.elapsed);
         self.stopped_early |= o.stopped_early;
+        self.unsent_at_stop += o.unsent_at_stop;
         match (&mut self.timeline, &o.timeline) {
             (Some(a), Some(b)) => a.merge(b),
             (None, Some(b)) => self.timeline = Some(b.clone()),
@@ -207,6 +212,13 @@ impl Stats {
                 self.elapsed.as_secs_f64(),
                 self.sent
             );
+            if self.unsent_at_stop > 0 {
+                let _ = writeln!(
+                    o,
+                    "  {} requests were due but not yet sent at the stop (the target was behind): their latency is not in these figures",
+                    self.unsent_at_stop
+                );
+            }
         }
         o
     }
@@ -290,6 +302,7 @@ impl Stats {
             "unexpected": self.unexpected,
             "late_sends": self.late_sends,
             "stopped_early": self.stopped_early,
+            "unsent_at_stop": self.unsent_at_stop,
             "timeline": self.timeline.as_ref().map(crate::timeline::Timeline::summary),
         })
     }

@@ -206,3 +206,34 @@ fn ctrl_c_during_a_comparison_keeps_its_whole_rounds() {
         assert_eq!(r["completed"].as_f64().unwrap(), expected, "{r}");
     }
 }
+
+#[test]
+fn ctrl_c_on_a_saturated_run_ends_it_without_sending_the_backlog() {
+    let b = backend::start("127.0.0.1:0".parse().unwrap(), 1, BackendConfig::default()).unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let target = b.addr.to_string();
+    // Far more than one backend thread answers: the due requests pile up.
+    let child = spawn_piped(&[
+        "run",
+        "--workload",
+        "direct",
+        "--rate",
+        "1000000",
+        "--duration",
+        "60s",
+        "--connections",
+        "4",
+        "--name",
+        "backend",
+        "--target",
+        &target,
+        "--out",
+        out.path().to_str().unwrap(),
+    ]);
+    let stdout = interrupted_run(child, "warming up", Duration::from_millis(1500));
+    assert!(stdout.contains("due but not yet sent"), "{stdout}");
+    let json = read_json(&out.path().join("backend.json"));
+    assert!(json["unsent_at_stop"].as_u64().unwrap() > 0, "{json}");
+    assert_eq!(json["completed"], json["sent"], "{json}");
+    b.shutdown();
+}
