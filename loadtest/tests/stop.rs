@@ -73,6 +73,29 @@ fn interrupted_run(mut child: Child, marker: &str, after: Duration) -> String {
     stdout
 }
 
+/// `run --workload direct` at `rate` for a minute against `target`, writing into `out`,
+/// stopped by Ctrl-C a moment after its warm-up: what it printed.
+fn ctrl_c_on_a_run(target: &str, rate: &str, out: &std::path::Path) -> String {
+    let child = spawn_piped(&[
+        "run",
+        "--workload",
+        "direct",
+        "--rate",
+        rate,
+        "--duration",
+        "60s",
+        "--connections",
+        "4",
+        "--name",
+        "backend",
+        "--target",
+        target,
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    interrupted_run(child, "warming up", Duration::from_millis(1500))
+}
+
 fn read_json(path: &std::path::Path) -> serde_json::Value {
     serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
 }
@@ -82,24 +105,7 @@ fn ctrl_c_ends_an_open_loop_run_with_its_figures() {
     let b = backend::start("127.0.0.1:0".parse().unwrap(), 1, BackendConfig::default()).unwrap();
     let out = tempfile::tempdir().unwrap();
     let target = b.addr.to_string();
-    let child = spawn_piped(&[
-        "run",
-        "--workload",
-        "direct",
-        "--rate",
-        "500",
-        "--duration",
-        "60s",
-        "--connections",
-        "4",
-        "--name",
-        "backend",
-        "--target",
-        &target,
-        "--out",
-        out.path().to_str().unwrap(),
-    ]);
-    let stdout = interrupted_run(child, "warming up", Duration::from_millis(1500));
+    let stdout = ctrl_c_on_a_run(&target, "500", out.path());
     assert!(stdout.contains("stopped early"), "{stdout}");
 
     let json = read_json(&out.path().join("backend.json"));
@@ -213,24 +219,7 @@ fn ctrl_c_on_a_saturated_run_ends_it_without_sending_the_backlog() {
     let out = tempfile::tempdir().unwrap();
     let target = b.addr.to_string();
     // Far more than one backend thread answers: the due requests pile up.
-    let child = spawn_piped(&[
-        "run",
-        "--workload",
-        "direct",
-        "--rate",
-        "1000000",
-        "--duration",
-        "60s",
-        "--connections",
-        "4",
-        "--name",
-        "backend",
-        "--target",
-        &target,
-        "--out",
-        out.path().to_str().unwrap(),
-    ]);
-    let stdout = interrupted_run(child, "warming up", Duration::from_millis(1500));
+    let stdout = ctrl_c_on_a_run(&target, "1000000", out.path());
     assert!(stdout.contains("due but not yet sent"), "{stdout}");
     let json = read_json(&out.path().join("backend.json"));
     assert!(json["unsent_at_stop"].as_u64().unwrap() > 0, "{json}");
