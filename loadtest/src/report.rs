@@ -349,6 +349,9 @@ pub fn write_run(out: &std::path::Path, stats: &Stats) -> std::io::Result<Vec<st
         let p = out.join(format!("{}.hlog", stats.name));
         std::fs::write(&p, t.hlog(&stats.name)?)?;
         written.push(p);
+        let p = out.join(format!("{}-timeline.svg", stats.name));
+        std::fs::write(&p, t.svg(&format!("Latency over the run: {}", stats.name)))?;
+        written.push(p);
     }
     Ok(written)
 }
@@ -479,7 +482,7 @@ pub fn svg(title: &str, series: &[&Stats]) -> String {
     o
 }
 
-fn xml(s: &str) -> String {
+pub(crate) fn xml(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")

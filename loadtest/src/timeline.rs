@@ -118,6 +118,108 @@ impl Timeline {
         serde_json::json!({ "interval_s": self.width.as_secs_f64(), "intervals": rows })
     }
 
+    /// A plot of each interval's p50, p99 and max over the run, on a log scale (a stall
+    /// is orders of magnitude above the median). Intervals with nothing completed are
+    /// gaps in the lines.
+    pub fn svg(&self, title: &str) -> String {
+        use std::fmt::Write;
+        let (w, h, ml, mr, mt, mb) = (900.0f64, 420.0f64, 70.0, 20.0, 40.0, 50.0);
+        let (pw, ph) = (w - ml - mr, h - mt - mb);
+        let us = |h: &Histogram<u64>, q: f64| h.value_at_quantile(q).max(1) as f64 / 1e3;
+        let filled = || self.intervals.iter().filter(|h| !h.is_empty());
+        let lo = filled().map(|h| us(h, 0.5)).fold(f64::MAX, f64::min);
+        let hi = filled().map(|h| h.max() as f64 / 1e3).fold(0.0, f64::max);
+        let (lo, hi) = if hi > 0.0 {
+            (
+                10f64.powf((lo / 1.5).log10().floor()),
+                10f64.powf((hi * 1.5).log10().ceil()),
+            )
+        } else {
+            (1.0, 10.0)
+        };
+        let span = self.width.as_secs_f64() * self.intervals.len().max(1) as f64;
+        let x = |i: usize| ml + (i as f64 + 0.5) * self.width.as_secs_f64() / span * pw;
+        let y =
+            |v: f64| mt + ph - (v.max(lo).log10() - lo.log10()) / (hi.log10() - lo.log10()) * ph;
+        let mut o = format!(
+            r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="12"><rect width="100%" height="100%" fill="white"/><text x="{}" y="24" font-size="15" text-anchor="middle">{}</text>"#,
+            w / 2.0,
+            crate::report::xml(title)
+        );
+        let mut decade = lo;
+        while decade <= hi * 1.001 {
+            let py = y(decade);
+            let _ = write!(
+                o,
+                r##"<line x1="{ml}" y1="{py}" x2="{}" y2="{py}" stroke="#eee"/><text x="{}" y="{}" text-anchor="end">{decade}</text>"##,
+                ml + pw,
+                ml - 6.0,
+                py + 4.0
+            );
+            decade *= 10.0;
+        }
+        // Ticks at a round step (1, 2 or 5 times a power of ten) giving about five.
+        let raw = span / 5.0;
+        let mag = 10f64.powf(raw.log10().floor());
+        let step = [1.0, 2.0, 5.0, 10.0]
+            .iter()
+            .map(|m| m * mag)
+            .find(|s| *s >= raw)
+            .unwrap_or(10.0 * mag);
+        let decimals = if step >= 1.0 {
+            0
+        } else {
+            (-step.log10()).ceil() as usize
+        };
+        for k in 0..=(span / step).floor() as usize {
+            let secs = step * k as f64;
+            let px = ml + secs / span * pw;
+            let _ = write!(
+                o,
+                r##"<line x1="{px}" y1="{mt}" x2="{px}" y2="{}" stroke="#ddd"/><text x="{px}" y="{}" text-anchor="middle">{secs:.decimals$}</text>"##,
+                mt + ph,
+                mt + ph + 16.0
+            );
+        }
+        let _ = write!(
+            o,
+            r#"<text x="{}" y="{}" text-anchor="middle">seconds into the run ({} ms intervals)</text><text transform="translate(16,{}) rotate(-90)" text-anchor="middle">latency (µs, log scale)</text>"#,
+            ml + pw / 2.0,
+            h - 10.0,
+            self.width.as_millis(),
+            mt + ph / 2.0
+        );
+        let lines: [(&str, &str, f64); 3] = [
+            ("p50", "#1f77b4", 0.5),
+            ("p99", "#ff7f0e", 0.99),
+            ("max", "#d62728", 1.0),
+        ];
+        for (k, (label, color, q)) in lines.iter().enumerate() {
+            let mut pts = String::new();
+            for (i, hist) in self.intervals.iter().enumerate() {
+                if hist.is_empty() {
+                    let _ = write!(
+                        o,
+                        r#"<polyline fill="none" stroke="{color}" stroke-width="1.5" points="{pts}"/>"#
+                    );
+                    pts.clear();
+                    continue;
+                }
+                let _ = write!(pts, "{:.1},{:.1} ", x(i), y(us(hist, *q)));
+            }
+            let _ = write!(
+                o,
+                r#"<polyline fill="none" stroke="{color}" stroke-width="1.5" points="{pts}"/><rect x="{}" y="{}" width="12" height="12" fill="{color}"/><text x="{}" y="{}">{label}</text>"#,
+                ml + 12.0 + 70.0 * k as f64,
+                mt + 4.0,
+                ml + 30.0 + 70.0 * k as f64,
+                mt + 14.0
+            );
+        }
+        o.push_str("</svg>\n");
+        o
+    }
+
     /// The interval log: a comment naming the target, StartTime and BaseTime, then one
     /// compressed histogram per interval, empty ones included (they are time in which
     /// nothing completed). Interval_Max is in milliseconds, as the Java writer's default.
@@ -195,6 +297,24 @@ mod tests {
         a.merge(&b);
         assert_eq!(a.width, ms(2));
         assert_eq!(a.intervals[0].len(), 2);
+    }
+
+    #[test]
+    fn the_plot_draws_each_percentile_over_round_seconds() {
+        let mut t = Timeline::new(SystemTime::UNIX_EPOCH, ms(100));
+        for i in 0..51 {
+            t.record(ms(i * 100 + 5), Duration::from_micros(100 + i));
+        }
+        t.record(ms(2_005), Duration::from_millis(30));
+        let svg = t.svg("run <1>");
+        assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
+        assert!(svg.contains("run &lt;1&gt;"), "titles are escaped");
+        for label in [">p50<", ">p99<", ">max<", ">0<", ">2<", ">4<"] {
+            assert!(svg.contains(label), "{label} in {svg}");
+        }
+        assert!(!svg.contains(">5.1<") && !svg.contains("NaN"), "{svg}");
+        // A log scale from the median's decade to past the stall's.
+        assert!(svg.contains(">10<") && svg.contains(">100000<"), "{svg}");
     }
 
     #[test]
