@@ -124,6 +124,13 @@ pub fn allowed_cpus() -> Vec<usize> {
         })
 }
 
+/// The machine's online CPUs (`/sys/devices/system/cpu/online`), if the kernel says.
+pub fn online_cpus() -> Option<Vec<usize>> {
+    std::fs::read_to_string("/sys/devices/system/cpu/online")
+        .ok()
+        .and_then(|s| parse_cpu_list(&s))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -75,12 +75,16 @@ fn cpu_list(s: &str) -> Result<Cpus, String> {
         return Ok(Cpus(Vec::new()));
     }
     let allowed = portcullis_loadtest::cpu::allowed_cpus();
+    let online = portcullis_loadtest::cpu::online_cpus();
     s.split(',')
         .map(|c| match c.trim().parse::<usize>() {
             Ok(c) if allowed.contains(&c) => Ok(c),
+            Ok(c) if online.as_ref().is_some_and(|on| !on.contains(&c)) => Err(format!(
+                "CPU {c} does not exist: this machine's CPUs are {:?}",
+                online.as_deref().unwrap_or_default()
+            )),
             Ok(c) => Err(format!(
-                "CPU {c} is not one this process may run on (CPUs {:?}; see taskset or the cgroup's cpuset)",
-                allowed
+                "CPU {c} is not one this process may run on (CPUs {allowed:?}; see taskset or the cgroup's cpuset)"
             )),
             Err(_) => Err(format!("`{c}` is not a CPU number")),
         })
