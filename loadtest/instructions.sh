@@ -81,6 +81,14 @@ measure() {
     echo "$total"
 }
 
+# Warms the target on port $2 up with workload $3 (envelopes verified and cached, upstream
+# connections pooled), then measures $N calls of it in the callgrind process $1.
+warm_and_measure() {
+    "$bin/portcullis-loadtest" run --target "127.0.0.1:$2" --workload "$3" --deployment "$work/d" \
+        --requests 2000 --connections 1 --quiet >/dev/null
+    measure "$1" --target "127.0.0.1:$2" --workload "$3" --deployment "$work/d"
+}
+
 # Distinct instructions executed in a callgrind dump taken with --dump-instr=yes, and the
 # cache lines and pages they sit on. Cost lines are "ADDR LINE IR" with ADDR absolute
 # (0x...), relative (+N, -N) or unchanged (*); the line after a calls= line is the call's
@@ -132,9 +140,7 @@ valgrind --tool=callgrind --separate-threads=yes --callgrind-out-file="$work/cg.
 bpid=$!
 pids+=("$bpid")
 wait_port "$BP" "$bpid" "$work/vg-backend.log"
-"$bin/portcullis-loadtest" run --target "127.0.0.1:$BP" --workload direct --deployment "$work/d" \
-    --requests 2000 --connections 1 --quiet >/dev/null
-direct=$(measure "$bpid" --target "127.0.0.1:$BP" --workload direct --deployment "$work/d")
+direct=$(warm_and_measure "$bpid" "$BP" direct)
 kill "$bpid"; wait "$bpid" 2>/dev/null || true
 
 # 2. The backend natively, the gateway under callgrind.
@@ -147,9 +153,7 @@ gpid=$!
 pids+=("$gpid")
 wait_port "$BP" "$bpid" "$work/backend.log"
 wait_port "$GP" "$gpid" "$work/vg-gateway.log"
-"$bin/portcullis-loadtest" run --target "127.0.0.1:$GP" --workload "$WORKLOAD" --deployment "$work/d" \
-    --requests 2000 --connections 1 --quiet >/dev/null
-gateway=$(measure "$gpid" --target "127.0.0.1:$GP" --workload "$WORKLOAD" --deployment "$work/d")
+gateway=$(warm_and_measure "$gpid" "$GP" "$WORKLOAD")
 gateway_threads=$(threads)
 kill "$gpid"; wait "$gpid" 2>/dev/null || true
 
@@ -160,9 +164,7 @@ valgrind --tool=callgrind --separate-threads=yes --dump-instr=yes --callgrind-ou
 hpid=$!
 pids+=("$hpid")
 wait_port "$HP" "$hpid" "$work/vg-hop.log"
-"$bin/portcullis-loadtest" run --target "127.0.0.1:$HP" --workload direct --deployment "$work/d" \
-    --requests 2000 --connections 1 --quiet >/dev/null
-hop=$(measure "$hpid" --target "127.0.0.1:$HP" --workload direct --deployment "$work/d")
+hop=$(warm_and_measure "$hpid" "$HP" direct)
 
 per() { awk -v t="$1" -v n="$N" 'BEGIN { printf "%.0f", t / n }'; }
 echo "instructions per call (callgrind, $N calls after warm-up, one keep-alive connection):"

@@ -398,16 +398,15 @@ async fn connection(sh: Rc<Shared>, stats: Rc<RefCell<Stats>>) {
         monoio::time::sleep(sh.schedule.start.saturating_duration_since(Instant::now())).await;
     }
     let mut n = 0u64;
-    loop {
+    // Stopped: no new request in any mode (an open-loop connection waiting for one is
+    // told by `next_due`).
+    while !crate::stop::requested() {
         let (i, intended) = match sh.cfg.mode {
             Mode::Open(_) => match next_due(&sh).await {
                 Some(i) => (i, sh.schedule.at(i)),
                 None => break,
             },
             Mode::Requests(total) => {
-                if crate::stop::requested() {
-                    break;
-                }
                 let i = sh.progress.issued.fetch_add(1, Ordering::Relaxed);
                 if i >= total {
                     break;
@@ -416,7 +415,7 @@ async fn connection(sh: Rc<Shared>, stats: Rc<RefCell<Stats>>) {
             }
             Mode::Closed => {
                 let now = Instant::now();
-                if now >= sh.deadline || crate::stop::requested() {
+                if now >= sh.deadline {
                     break;
                 }
                 n += 1;

@@ -253,7 +253,7 @@ struct RunArgs {
     #[arg(long, value_name = "CMD")]
     after_warmup: Option<String>,
     /// Interval of the latency-over-time log that --out writes (`NAME.hlog`, HdrHistogram's
-    /// interval log). Long runs widen it to keep at most 1,200 intervals
+    /// interval log). Long runs widen it to keep at most 1,200 intervals.
     #[arg(long, default_value = "1s", value_parser = duration)]
     log_interval: Duration,
     /// Name of the target in the report and output files.

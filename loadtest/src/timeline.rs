@@ -75,13 +75,21 @@ impl Timeline {
 
     /// Adds another thread's timeline of the same run.
     pub fn merge(&mut self, o: &Timeline) {
-        let mut o = o.clone();
-        while o.width < self.width {
-            o.widen();
-        }
         while self.width < o.width {
             self.widen();
         }
+        // Only a narrower timeline needs a widened copy; the common case adds in place.
+        let widened;
+        let o = if o.width < self.width {
+            let mut w = o.clone();
+            while w.width < self.width {
+                w.widen();
+            }
+            widened = w;
+            &widened
+        } else {
+            o
+        };
         if self.intervals.len() < o.intervals.len() {
             self.intervals
                 .resize_with(o.intervals.len(), interval_histogram);
