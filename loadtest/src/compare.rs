@@ -6,6 +6,7 @@
 
 use crate::backend::{self, BackendConfig};
 use crate::cpu::CpuSource;
+use crate::endpoint::Endpoint;
 use crate::generator::{self, Mode, RunConfig, Target};
 use crate::report::{self, PERCENTILES, Stats};
 use crate::setup::{self, Deployment, GatewaySettings};
@@ -24,7 +25,7 @@ pub enum GatewayUnderTest {
     InProcess { cores: usize },
     /// Already running (from `setup`'s configuration), at `addr`; `pids` for CPU time.
     External {
-        addr: SocketAddr,
+        endpoint: Endpoint,
         deployment: PathBuf,
         pids: Vec<u32>,
     },
@@ -34,7 +35,7 @@ pub enum GatewayUnderTest {
 #[derive(Debug, Clone)]
 pub struct OtherProxy {
     pub name: String,
-    pub addr: SocketAddr,
+    pub endpoint: Endpoint,
     pub pids: Vec<u32>,
 }
 
@@ -121,6 +122,8 @@ pub struct Cell {
 
 struct Measured {
     target: Target,
+    /// Where `target.addr` came from, for messages.
+    at: Endpoint,
     cpu: Option<CpuSource>,
 }
 
@@ -139,7 +142,7 @@ fn all_cpus() -> Vec<usize> {
 pub struct Stack {
     pub deployment: Deployment,
     pub backend: ServerHandle,
-    pub gateway: SocketAddr,
+    pub gateway: Endpoint,
     pub running: Option<portcullis::gateway::Running>,
     pub hop: Option<crate::hop::HopHandle>,
     /// Holds an in-process gateway's deployment files for as long as it runs.
@@ -209,7 +212,9 @@ impl Stack {
             |d: &Deployment| BackendConfig::checking(&d.records_credential, &d.mcp_credential);
         match gateway {
             GatewayUnderTest::External {
-                addr, deployment, ..
+                endpoint,
+                deployment,
+                ..
             } => {
                 let d = setup::load_deployment(deployment)?;
                 // The running gateway forwards where its deployment says: the backend
@@ -228,7 +233,7 @@ impl Stack {
                 Ok(Stack {
                     deployment: d,
                     backend: b,
-                    gateway: *addr,
+                    gateway: endpoint.clone(),
                     running: None,
                     hop: None,
                     _dir: None,
@@ -274,7 +279,7 @@ impl Stack {
                 Ok(Stack {
                     deployment: d,
                     backend: b,
-                    gateway: addr,
+                    gateway: Endpoint::literal(addr),
                     running: Some(running),
                     hop: None,
                     _dir: Some(dir),
@@ -309,10 +314,10 @@ pub fn compare(cfg: &CompareConfig) -> Result<Vec<Cell>, CompareError> {
         &cfg.cpus,
         cfg.hop,
     )?;
-    let (deployment, backend, gateway_addr) = (&stack.deployment, &stack.backend, stack.gateway);
+    let (deployment, backend, gateway) = (&stack.deployment, &stack.backend, &stack.gateway);
     let hop_addr = stack.hop.as_ref().map(|h| h.addr);
-    let targets = build_targets(cfg, deployment, backend.addr, gateway_addr, hop_addr);
-    if let Err(e) = targets.iter().try_for_each(|m| check_target(&m.target)) {
+    let targets = build_targets(cfg, deployment, backend.addr, gateway, hop_addr);
+    if let Err(e) = targets.iter().try_for_each(check_target) {
         stack.shutdown();
         return Err(e);
     }
@@ -325,7 +330,7 @@ pub fn compare(cfg: &CompareConfig) -> Result<Vec<Cell>, CompareError> {
             .join(", "),
         cfg.duration.as_secs_f64(),
         backend.addr,
-        gateway_addr,
+        gateway,
         cfg.cpus.gateway,
         cfg.cpus.backend,
         cfg.cpus.client
@@ -420,32 +425,38 @@ fn build_targets(
     cfg: &CompareConfig,
     d: &Deployment,
     backend: SocketAddr,
-    gateway: SocketAddr,
+    gateway: &Endpoint,
     hop: Option<SocketAddr>,
 ) -> Vec<Measured> {
-    let direct = Arc::new(workload::direct_allowed(
-        &backend.to_string(),
-        &d.records_credential,
-    ));
-    let mut out = vec![
-        Measured {
-            target: Target {
-                name: "direct".into(),
-                addr: backend,
-                templates: Arc::clone(&direct),
-            },
-            cpu: Some(CpuSource::OwnThreads(vec!["loadtest-backen".into()])),
+    let plain = |name: &str, at: Endpoint, cpu: Option<CpuSource>| Measured {
+        target: Target {
+            name: name.into(),
+            addr: at.addr,
+            templates: Arc::new(workload::direct_allowed(
+                &at.authority,
+                &d.records_credential,
+            )),
         },
+        at,
+        cpu: cpu.filter(CpuSource::is_measurable),
+    };
+    let mut out = vec![
+        plain(
+            "direct",
+            Endpoint::literal(backend),
+            Some(CpuSource::OwnThreads(vec!["loadtest-backen".into()])),
+        ),
         Measured {
             target: Target {
                 name: "portcullis".into(),
-                addr: gateway,
+                addr: gateway.addr,
                 templates: Arc::new(workload::gateway_allowed(
                     &d.issuer,
-                    &gateway.to_string(),
+                    &gateway.authority,
                     cfg.envelopes,
                 )),
             },
+            at: gateway.clone(),
             cpu: Some(match &cfg.gateway {
                 GatewayUnderTest::InProcess { .. } => {
                     // The gateway's workers ("portcullis-N") and its audit writer.
@@ -464,48 +475,34 @@ fn build_targets(
     if let Some(addr) = hop {
         out.insert(
             1,
-            Measured {
-                target: Target {
-                    name: "monoio-hop".into(),
-                    addr,
-                    templates: Arc::new(workload::direct_allowed(
-                        &addr.to_string(),
-                        &d.records_credential,
-                    )),
-                },
-                cpu: Some(CpuSource::OwnThreads(vec!["loadtest-hop-".into()])),
-            },
+            plain(
+                "monoio-hop",
+                Endpoint::literal(addr),
+                Some(CpuSource::OwnThreads(vec!["loadtest-hop-".into()])),
+            ),
         );
     }
     for p in &cfg.proxies {
-        out.push(Measured {
-            target: Target {
-                name: p.name.clone(),
-                addr: p.addr,
-                templates: Arc::new(workload::direct_allowed(
-                    &p.addr.to_string(),
-                    &d.records_credential,
-                )),
-            },
-            cpu: Some(CpuSource::Pids(p.pids.clone())).filter(CpuSource::is_measurable),
-        });
+        out.push(plain(
+            &p.name,
+            p.endpoint.clone(),
+            Some(CpuSource::Pids(p.pids.clone())),
+        ));
     }
     out
 }
 
 /// One call through the target must succeed before it is measured, so a dead or
 /// misconfigured target is a clear error, not a table of failures.
-fn check_target(t: &Target) -> Result<(), CompareError> {
-    match generator::probe(t) {
+fn check_target(m: &Measured) -> Result<(), CompareError> {
+    let name = &m.target.name;
+    match generator::probe(&m.target) {
         Ok(200) => Ok(()),
         Ok(status) => Err(CompareError::Target(format!(
-            "{} at {} answered {status} to an allowed call; check that it forwards to the built-in backend",
-            t.name, t.addr
+            "{name} at {} answered {status} to an allowed call; check that it forwards to the built-in backend",
+            m.at
         ))),
-        Err(e) => Err(CompareError::Target(format!(
-            "{} at {}: {e}",
-            t.name, t.addr
-        ))),
+        Err(e) => Err(CompareError::Target(format!("{name} at {}: {e}", m.at))),
     }
 }
 

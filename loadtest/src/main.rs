@@ -5,6 +5,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use portcullis::server::Driver;
 use portcullis_loadtest::backend::{self, BackendConfig};
 use portcullis_loadtest::compare::{self, CompareConfig, CpuPlan, GatewayUnderTest, OtherProxy};
+use portcullis_loadtest::endpoint::{self, Endpoint};
 use portcullis_loadtest::generator::{self, Mode, RunConfig, Target};
 use portcullis_loadtest::report::{self, Stats};
 use portcullis_loadtest::setup::{self, GatewaySettings};
@@ -101,16 +102,16 @@ fn pin_here(cpus: &Option<Cpus>) -> Result<(), String> {
     }
 }
 
-/// `NAME=HOST:PORT`
-fn named_addr(s: &str) -> Result<(String, SocketAddr), String> {
+/// `NAME=HOST:PORT` (or `NAME=http://HOST:PORT`)
+fn named_endpoint(s: &str) -> Result<(String, Endpoint), String> {
     let (name, addr) = s
         .split_once('=')
         .ok_or("expected NAME=HOST:PORT, e.g. nginx=127.0.0.1:18081")?;
-    let addr = addr.parse().map_err(|e| format!("`{addr}`: {e}"))?;
     if name.is_empty() {
         return Err("the name before `=` is empty".into());
     }
-    Ok((name.to_owned(), addr))
+    let e = endpoint::parse(addr).map_err(|e| format!("`{addr}`: {e}"))?;
+    Ok((name.to_owned(), e))
 }
 
 /// `NAME=PID[,PID...]`
@@ -170,10 +171,12 @@ struct CompareArgs {
     /// Times each target runs at each load (interleaved, the order rotating).
     #[arg(long, default_value_t = 1)]
     rounds: usize,
-    /// Another proxy in front of the built-in backend, as NAME=HOST:PORT (repeatable).
-    /// It must forward `GET /contracts/{id}` and the `Authorization` header unchanged.
-    #[arg(long = "proxy", value_parser = named_addr)]
-    proxies: Vec<(String, SocketAddr)>,
+    /// Another proxy in front of the built-in backend, as NAME=HOST:PORT or
+    /// NAME=http://HOST:PORT (repeatable; a host name is resolved once, at start, and sent
+    /// as the `Host` header). It must forward `GET /contracts/{id}` and the
+    /// `Authorization` header unchanged.
+    #[arg(long = "proxy", value_parser = named_endpoint)]
+    proxies: Vec<(String, Endpoint)>,
     /// Process ids whose CPU time is a target's, as NAME=PID[,PID...] (for `--proxy`
     /// targets and an external gateway named `portcullis`).
     #[arg(long = "pids", value_parser = named_pids)]
@@ -187,9 +190,9 @@ struct CompareArgs {
     #[arg(long, default_value_t = 1)]
     backend_threads: usize,
     /// Use a gateway already running at this address (started from `setup --out DIR`)
-    /// instead of one in this process; needs --deployment.
-    #[arg(long, requires = "deployment")]
-    gateway: Option<SocketAddr>,
+    /// instead of one in this process; needs --deployment. HOST:PORT or http://HOST:PORT.
+    #[arg(long, requires = "deployment", value_parser = endpoint::parse)]
+    gateway: Option<Endpoint>,
     /// The deployment directory the external gateway runs from.
     #[arg(long)]
     deployment: Option<PathBuf>,
@@ -223,9 +226,10 @@ enum WorkloadKind {
 
 #[derive(Args)]
 struct RunArgs {
-    /// Address to send to.
-    #[arg(long)]
-    target: SocketAddr,
+    /// Where to send: HOST:PORT, [V6]:PORT or http://HOST[:PORT]. A host name is resolved
+    /// once, at start, and sent as the `Host` header.
+    #[arg(long, value_parser = endpoint::parse)]
+    target: Endpoint,
     /// What to send.
     #[arg(long, value_enum, default_value = "fleet")]
     workload: WorkloadKind,
@@ -320,9 +324,9 @@ struct BackendArgs {
 struct HopArgs {
     #[arg(long, default_value = "127.0.0.1:18082")]
     listen: SocketAddr,
-    /// Where to relay to (the built-in backend, say).
-    #[arg(long, default_value = "127.0.0.1:18080")]
-    upstream: SocketAddr,
+    /// Where to relay to (the built-in backend, say): HOST:PORT, resolved once at start.
+    #[arg(long, default_value = "127.0.0.1:18080", value_parser = endpoint::parse)]
+    upstream: Endpoint,
     #[arg(long, default_value_t = 1)]
     threads: usize,
     /// CPUs to pin the hop's threads to.
@@ -407,8 +411,8 @@ fn cmd_compare(a: CompareArgs) -> Result<(), String> {
         }
     }
     let gateway = match (a.gateway, &a.deployment) {
-        (Some(addr), Some(d)) => GatewayUnderTest::External {
-            addr,
+        (Some(endpoint), Some(d)) => GatewayUnderTest::External {
+            endpoint,
             deployment: d.clone(),
             pids: pids_of("portcullis"),
         },
@@ -440,9 +444,9 @@ fn cmd_compare(a: CompareArgs) -> Result<(), String> {
         proxies: a
             .proxies
             .iter()
-            .map(|(name, addr)| OtherProxy {
+            .map(|(name, endpoint)| OtherProxy {
                 name: name.clone(),
-                addr: *addr,
+                endpoint: endpoint.clone(),
                 pids: pids_of(name),
             })
             .collect(),
@@ -479,7 +483,7 @@ fn cmd_run(a: RunArgs) -> Result<(), String> {
         .map(setup::load_deployment)
         .transpose()
         .map_err(|e| e.to_string())?;
-    let host = a.target.to_string();
+    let host = a.target.authority.clone();
     let templates = match (a.workload, &deployment) {
         (WorkloadKind::Fleet, Some(d)) => {
             let mix = Mix {
@@ -511,17 +515,17 @@ fn cmd_run(a: RunArgs) -> Result<(), String> {
     };
     let target = Target {
         name: a.name.clone(),
-        addr: a.target,
+        addr: a.target.addr,
         templates: Arc::new(templates),
     };
     if let Some(out) = &a.shape.out {
         report::check_writable(out).map_err(|e| format!("--out {}: {e}", out.display()))?;
     }
-    let status = generator::probe(&target)
-        .map_err(|e| format!("{} at {}: {e}", target.name, target.addr))?;
+    let status =
+        generator::probe(&target).map_err(|e| format!("{} at {}: {e}", target.name, a.target))?;
     eprintln!(
         "{} at {} is up (a probe call answered {status}); warming up",
-        target.name, target.addr
+        target.name, a.target
     );
     if !(200..300).contains(&status) {
         // The probe is the workload's first template, an allowed call for every workload.
@@ -602,7 +606,7 @@ fn cmd_swap(a: SwapArgs) -> Result<(), String> {
 
 fn cmd_hop(a: HopArgs) -> Result<(), String> {
     pin_here(&a.cpus)?;
-    let h = portcullis_loadtest::hop::start(a.listen, a.upstream, a.threads, a.driver.0)
+    let h = portcullis_loadtest::hop::start(a.listen, a.upstream.addr, a.threads, a.driver.0)
         .map_err(|e| format!("cannot listen on {}: {e}", a.listen))?;
     eprintln!(
         "monoio hop on {} -> {} ({} thread(s)); Ctrl-C stops it",

@@ -110,13 +110,12 @@ pub fn swap_storm(cfg: &SwapConfig) -> Result<(Stats, Stats, Pushes), CompareErr
         .trim()
         .to_owned();
     let bundles = variants()?;
-    let host = stack.gateway.to_string();
     let target = Target {
         name: "steady".into(),
-        addr: stack.gateway,
+        addr: stack.gateway.addr,
         templates: Arc::new(workload::gateway_allowed(
             &stack.deployment.issuer,
-            &host,
+            &stack.gateway.authority,
             cfg.envelopes,
         )),
     };

@@ -157,7 +157,7 @@ fn the_fleet_mix_through_a_real_gateway_gets_exactly_the_decisions_it_expects() 
         false,
     )
     .unwrap();
-    let host = stack.gateway.to_string();
+    let host = stack.gateway.authority.clone();
     let mix = Mix {
         envelopes: 40,
         ..Mix::default()
@@ -165,7 +165,7 @@ fn the_fleet_mix_through_a_real_gateway_gets_exactly_the_decisions_it_expects() 
     let templates = workload::gateway_templates(&stack.deployment.issuer, &host, &mix);
     let target = Target {
         name: "portcullis".into(),
-        addr: stack.gateway,
+        addr: stack.gateway.addr,
         templates: Arc::new(templates),
     };
     let s = generator::run(&target, &open(400.0, Duration::from_millis(500), 8), false);
@@ -195,7 +195,7 @@ fn the_fleet_mix_through_a_real_gateway_gets_exactly_the_decisions_it_expects() 
     // accepted by the backend (a wrong one would be a 401 error here).
     let allowed = Target {
         name: "portcullis".into(),
-        addr: stack.gateway,
+        addr: stack.gateway.addr,
         templates: Arc::new(workload::gateway_allowed(
             &stack.deployment.issuer,
             &host,
