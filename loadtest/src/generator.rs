@@ -69,6 +69,7 @@ pub struct Progress {
 /// is not what the workload expected of this request.
 fn classify(stats: &mut Stats, status: u16, body: &[u8], expect: &Expect) {
     let reason = find_reason(body);
+    let mut kind = [0; 10];
     let got = match (status, reason) {
         (200..=299, None) => {
             stats.ok += 1;
@@ -84,8 +85,10 @@ fn classify(stats: &mut Stats, status: u16, body: &[u8], expect: &Expect) {
             Some(r)
         }
         (s, _) => {
-            stats.error(http_kind(s, &mut [0; 10]));
-            Some("error")
+            // Named by its kind, so an unexpected answer says which error it was.
+            let k = http_kind(s, &mut kind);
+            stats.error(k);
+            Some(k)
         }
     };
     let matches = match (expect, got) {
@@ -261,6 +264,13 @@ impl Conn {
         let head = loop {
             if !self.rbuf.is_empty() {
                 match parse_response(&self.rbuf, 64 * 1024, Method::Post, &mut self.relay) {
+                    // RFC 9110 §15.2: a client parses any 1xx before the final answer,
+                    // asked for or not (103 Early Hints comes unasked); its latency is
+                    // the final answer's.
+                    Ok(Some(h)) if (100..200).contains(&h.status) && h.status != 101 => {
+                        self.rbuf.drain(..h.len);
+                        continue;
+                    }
                     Ok(Some(h)) => break h,
                     Ok(None) => {}
                     Err(_) => return Err(Failure::Protocol),
@@ -308,7 +318,8 @@ impl Conn {
             }
         }
         self.rbuf.drain(..pos);
-        if head.close {
+        // After a 101 the connection speaks something else: it is not reused.
+        if head.close || head.status == 101 {
             self.stream = None;
         }
         Ok(head.status)
@@ -612,6 +623,11 @@ pub fn probe(target: &Target) -> Result<u16, ProbeError> {
                             "connection refused: is it running, and on this address?".into()
                         }
                         Failure::Timeout => "no answer within 5 s".into(),
+                        Failure::Protocol => "it answered, but not with an HTTP/1.x response: is this the target's plaintext HTTP port?".into(),
+                        Failure::Closed => "it closed the connection without answering".into(),
+                        Failure::Io(std::io::ErrorKind::ConnectionReset) => {
+                            "it reset the connection without answering".into()
+                        }
                         f => format!("the call failed: {}", f.kind()),
                     })
                 })
@@ -702,6 +718,32 @@ mod tests {
         ] {
             assert_eq!(http_kind(s, &mut [0; 10]), k);
         }
+    }
+
+    #[test]
+    fn an_unexpected_answer_names_what_came_instead() {
+        let mut s = Stats::new("t");
+        for _ in 0..3 {
+            classify(&mut s, 404, b"not found", &Expect::Allow);
+        }
+        classify(&mut s, 200, b"{}", &Expect::Deny("drift"));
+        classify(
+            &mut s,
+            403,
+            br#"{"reason":"drift"}"#,
+            &Expect::Deny("drift"),
+        );
+        assert_eq!(s.errors.get("http_404"), Some(&3));
+        assert_eq!(s.unexpected.get("expected allow, got http_404"), Some(&3));
+        assert_eq!(s.unexpected.get("expected drift, got allow"), Some(&1));
+        assert_eq!(s.unexpected.len(), 2, "{:?}", s.unexpected);
+        assert!(
+            s.details().contains(
+                "UNEXPECTED answers: 3 x expected allow, got http_404; 1 x expected drift, got allow"
+            ),
+            "{}",
+            s.details()
+        );
     }
 
     #[test]

@@ -196,7 +196,14 @@ impl Stats {
             let _ = writeln!(o, "  errors by kind: {}", list(&self.errors));
         }
         if !self.unexpected.is_empty() {
-            let _ = writeln!(o, "  UNEXPECTED answers: {}", list(&self.unexpected));
+            // Count first: each key has a comma of its own.
+            let answers = self
+                .unexpected
+                .iter()
+                .map(|(k, v)| format!("{v} x {k}"))
+                .collect::<Vec<_>>()
+                .join("; ");
+            let _ = writeln!(o, "  UNEXPECTED answers: {answers}");
         }
         if self.late_sends > 0 {
             let _ = writeln!(
