@@ -315,7 +315,7 @@ fn an_operator_reloads_pushes_revokes_restarts_and_stops_the_gateway() {
     // file is what it loads.
     *fake.behaviour.lock().unwrap() = Behaviour::Echo;
     std::fs::write(&bundle, bundle_variant("file-4", false).0).unwrap();
-    let gw = Process::start(&config);
+    let mut gw = Process::start(&config);
     assert_eq!(gw.bundle_version(), "file-4");
     let mut c = Client::connect(gw.addr).unwrap();
     let r = call(&mut c, &revoked, "contracts.read", args);
@@ -323,4 +323,16 @@ fn an_operator_reloads_pushes_revokes_restarts_and_stops_the_gateway() {
     assert_eq!(call(&mut c, &kept, "contracts.read", args).status, 200);
     let list = gw.admin_get("/admin/revocations").json();
     assert_eq!(list["sessions"], serde_json::json!(["sess_revoked"]));
+
+    // The restarted gateway signs with a key of its own, and the trail's JWKS keeps the
+    // first start's key beside it: every checkpoint of both starts still verifies.
+    gw.signal("TERM");
+    assert!(gw.wait_exit().success());
+    let files = portcullis::audit::verify::segments_in(&d.join("audit")).unwrap();
+    let jwks = std::fs::read_to_string(d.join("audit").join("audit-key.jwks.json")).unwrap();
+    let keys = portcullis::envelope::TrustedKeys::from_jwks(&jwks).unwrap();
+    assert_eq!(keys.kids().count(), 2, "{jwks}");
+    let report = portcullis::audit::verify::verify_files(&files, Some(&keys)).unwrap();
+    assert!(report.checkpoints >= 2, "{report:?}");
+    assert_eq!(report.signatures_checked, report.checkpoints, "{report:?}");
 }

@@ -442,14 +442,7 @@ fn start_audit(
             );
             let k = SigningKey::generate(Some(kid))
                 .map_err(|e| component(cfg, "audit.signing_key", e.to_string()))?;
-            let jwks = serde_json::to_string_pretty(&k.jwks()).unwrap_or_default();
-            std::fs::write(dir.join("audit-key.jwks.json"), jwks).map_err(|e| {
-                component(
-                    cfg,
-                    "audit.signing_key",
-                    format!("writing the audit JWKS: {e}"),
-                )
-            })?;
+            publish_audit_key(&dir, &k).map_err(|e| component(cfg, "audit.signing_key", e))?;
             k
         }
         Source::File(p) => {
@@ -472,6 +465,40 @@ fn start_audit(
     let (sink, handle) = AuditSink::start(wcfg, Arc::new(key), cfg.audit.queue_batches, on_full)
         .map_err(|e| component(cfg, "audit.dir", format!("{}: {e}", dir.display())))?;
     Ok((sink, handle, dir))
+}
+
+/// Adds a key generated at this start to `audit-key.jwks.json` in the audit directory.
+/// The trail resumes across restarts, so the segments sealed under earlier starts' keys
+/// are still there: their keys stay in the file (replacing it made their checkpoints
+/// unverifiable after every restart). Written whole to a temporary file and renamed, so
+/// a crash never leaves half a JWKS.
+fn publish_audit_key(dir: &std::path::Path, key: &SigningKey) -> Result<(), String> {
+    let path = dir.join("audit-key.jwks.json");
+    let mut keys = match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            let broken = |why: &str| {
+                format!(
+                    "{} {why}; it holds the keys that verify earlier segments' checkpoints: repair it or move it away",
+                    path.display()
+                )
+            };
+            let doc: serde_json::Value =
+                serde_json::from_str(&text).map_err(|e| broken(&format!("is not JSON ({e})")))?;
+            doc.get("keys")
+                .and_then(serde_json::Value::as_array)
+                .cloned()
+                .ok_or_else(|| broken("has no `keys` array"))?
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(format!("reading {}: {e}", path.display())),
+    };
+    keys.push(key.jwk());
+    let text = serde_json::to_string_pretty(&serde_json::json!({ "keys": keys }))
+        .map_err(|e| e.to_string())?;
+    let tmp = dir.join("audit-key.jwks.json.tmp");
+    std::fs::write(&tmp, text)
+        .and_then(|()| std::fs::rename(&tmp, &path))
+        .map_err(|e| format!("writing the audit JWKS {}: {e}", path.display()))
 }
 
 /// Generated credentials for every name the bundle's tools use: known only to this
@@ -499,4 +526,33 @@ fn write_demo_issuer(dir: &std::path::Path, key: &SigningKey) -> std::io::Result
         serde_json::to_string_pretty(&key.jwks()).unwrap_or_default(),
     )?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_start_adds_its_audit_key_and_a_damaged_jwks_is_not_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (
+            SigningKey::generate(Some("audit-a".into())).unwrap(),
+            SigningKey::generate(Some("audit-b".into())).unwrap(),
+        );
+        publish_audit_key(dir.path(), &a).unwrap();
+        publish_audit_key(dir.path(), &b).unwrap();
+        let path = dir.path().join("audit-key.jwks.json");
+        let keys =
+            crate::envelope::TrustedKeys::from_jwks(&std::fs::read_to_string(&path).unwrap())
+                .unwrap();
+        let public = |kid| keys.get(kid).map(|k| k.as_ref().to_vec());
+        assert_eq!(public("audit-a"), Some(a.public_key().to_vec()));
+        assert_eq!(public("audit-b"), Some(b.public_key().to_vec()));
+
+        std::fs::write(&path, "{\"keys\": [").unwrap();
+        let e = publish_audit_key(dir.path(), &a).unwrap_err();
+        assert!(e.contains("audit-key.jwks.json is not JSON"), "{e}");
+        assert!(e.contains("repair it or move it away"), "{e}");
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "{\"keys\": [");
+    }
 }
