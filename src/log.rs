@@ -6,6 +6,7 @@
 
 use std::fmt::Arguments;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 static QUIET: AtomicBool = AtomicBool::new(false);
 
@@ -32,4 +33,51 @@ macro_rules! info {
 #[macro_export]
 macro_rules! warn {
     ($($t:tt)*) => { $crate::log::write("warn", format_args!($($t)*)) };
+}
+
+/// A warning that can repeat many times a second (a full disk, the open-file limit):
+/// printed at most once a second, with how many times it happened in between.
+#[derive(Default)]
+pub struct Repeating {
+    last: Option<Instant>,
+    since: u64,
+}
+
+impl Repeating {
+    /// Whether this one was printed.
+    pub fn warn(&mut self, args: Arguments<'_>) -> bool {
+        self.since += 1;
+        if self
+            .last
+            .is_some_and(|t| t.elapsed() < Duration::from_secs(1))
+        {
+            return false;
+        }
+        match self.since - 1 {
+            0 => write("warn", args),
+            n => write(
+                "warn",
+                format_args!("{args} ({n} more since the last report)"),
+            ),
+        }
+        (self.last, self.since) = (Some(Instant::now()), 0);
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_repeating_warning_prints_once_a_second_and_counts_the_rest() {
+        let mut r = Repeating::default();
+        assert!(r.warn(format_args!("first")));
+        assert!(!r.warn(format_args!("again")));
+        assert!(!r.warn(format_args!("again")));
+        assert_eq!(r.since, 2);
+        r.last = r.last.map(|t| t - Duration::from_secs(1));
+        assert!(r.warn(format_args!("a second later")));
+        assert_eq!(r.since, 0);
+    }
 }

@@ -34,8 +34,9 @@ pub fn reason_index(reason: &str) -> usize {
 }
 
 /// Upstream failure kinds (`ProxyError::reason`).
-pub const UPSTREAM_ERRORS: [&str; 7] = [
+pub const UPSTREAM_ERRORS: [&str; 8] = [
     "upstream_unreachable",
+    "gateway_out_of_descriptors",
     "upstream_connect_timeout",
     "upstream_timeout",
     "upstream_closed",

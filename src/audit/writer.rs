@@ -5,6 +5,7 @@
 
 use super::chain::Chain;
 use crate::envelope::SigningKey;
+use crate::log::Repeating;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -73,6 +74,34 @@ struct Segment {
     bytes: u64,
 }
 
+/// Appends all of `buf` to the segment, retrying what did not land until it does. The
+/// chain already counts these lines: one skipped would break verification of every line
+/// after it, and an allowed call's line must not be lost. While this waits, batches queue
+/// up behind it and the full-queue policy applies (fail closed refuses calls).
+fn write_all_retrying(seg: &mut Segment, buf: &[u8], stats: &WriterStats, warned: &mut Repeating) {
+    let mut done = 0;
+    while done < buf.len() {
+        match seg.file.write(&buf[done..]) {
+            Ok(0) => {
+                stats.write_errors.fetch_add(1, Ordering::Relaxed);
+                warned.warn(format_args!("audit: write wrote nothing, retrying"));
+                std::thread::sleep(RETRY);
+            }
+            Ok(n) => done += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                stats.write_errors.fetch_add(1, Ordering::Relaxed);
+                warned.warn(format_args!("audit: write failed, retrying: {e}"));
+                std::thread::sleep(RETRY);
+            }
+        }
+    }
+    seg.bytes += buf.len() as u64;
+}
+
+/// How long a failed write or segment open waits before it is tried again.
+const RETRY: Duration = Duration::from_millis(50);
+
 fn open_segment(dir: &Path, n: u64) -> std::io::Result<Segment> {
     let path = segment_path(dir, n);
     let mut opts = OpenOptions::new();
@@ -104,6 +133,7 @@ pub fn run(
     let mut out: Vec<u8> = Vec::with_capacity(64 * 1024);
     let mut last_sync = Instant::now();
     let mut dirty = false;
+    let (mut write_warned, mut open_warned) = (Repeating::default(), Repeating::default());
     loop {
         // Clean, there is nothing to sync: sleep until a batch comes. Polling here used to
         // wake this thread every millisecond, on the workers' CPU, with nothing to do.
@@ -128,28 +158,44 @@ pub fn run(
                     }
                     from = end + 1;
                 }
-                if let Err(e) = seg.file.write_all(&out) {
-                    stats.write_errors.fetch_add(1, Ordering::Relaxed);
-                    crate::warn!("audit: write failed: {e}");
-                }
-                seg.bytes += out.len() as u64;
+                write_all_retrying(&mut seg, &out, &stats, &mut write_warned);
                 out.clear();
                 dirty = true;
+                // The next segment is opened before this one is sealed: when it cannot be
+                // (out of descriptors, say), lines keep going to this one, whose checkpoint
+                // then still covers all of them, and the rotation is tried at the next batch.
                 if seg.bytes >= cfg.max_segment_bytes {
-                    chain.checkpoint(seg.n, crate::clock::now_unix_micros(), &key, &mut out);
-                    seg.file.write_all(&out)?;
-                    out.clear();
-                    seg.file.sync_data()?;
-                    seg = open_segment(&cfg.dir, seg.n + 1)?;
-                    stats.segments.fetch_add(1, Ordering::Relaxed);
-                    last_sync = Instant::now();
-                    dirty = false;
+                    match open_segment(&cfg.dir, seg.n + 1) {
+                        Ok(next) => {
+                            chain.checkpoint(
+                                seg.n,
+                                crate::clock::now_unix_micros(),
+                                &key,
+                                &mut out,
+                            );
+                            write_all_retrying(&mut seg, &out, &stats, &mut write_warned);
+                            out.clear();
+                            seg.file.sync_data()?;
+                            seg = next;
+                            stats.segments.fetch_add(1, Ordering::Relaxed);
+                            last_sync = Instant::now();
+                            dirty = false;
+                        }
+                        Err(e) => {
+                            stats.write_errors.fetch_add(1, Ordering::Relaxed);
+                            open_warned.warn(format_args!(
+                                "audit: cannot open segment {} yet, lines stay in segment {}: {e}",
+                                seg.n + 1,
+                                seg.n
+                            ));
+                        }
+                    }
                 }
             }
             Err(RecvTimeoutError::Timeout) => {}
             Ok(super::Msg::Close) | Err(RecvTimeoutError::Disconnected) => {
                 chain.checkpoint(seg.n, crate::clock::now_unix_micros(), &key, &mut out);
-                seg.file.write_all(&out)?;
+                write_all_retrying(&mut seg, &out, &stats, &mut write_warned);
                 seg.file.sync_data()?;
                 return Ok(());
             }

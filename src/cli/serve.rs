@@ -52,8 +52,10 @@ pub fn serve(args: ServeArgs) -> Result<(), CliError> {
     use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
     let mut signals = signal_hook::iterator::Signals::new([SIGHUP, SIGINT, SIGTERM])
         .map_err(|e| CliError::Usage(format!("cannot install signal handlers: {e}")))?;
+    let files = portcullis::server::fd_limit::raise();
     let running = portcullis::gateway::start(&cfg).map_err(|e| CliError::Usage(e.to_string()))?;
     banner(&cfg, &running);
+    open_files(files);
     for sig in signals.forever() {
         if sig == SIGHUP {
             reload(&cfg, &running);
@@ -98,6 +100,29 @@ fn banner(cfg: &Config, running: &portcullis::gateway::Running) {
         portcullis::info!(
             "mint an envelope: portcullis mint --key {}/private.pem --claims policies/envelopes/renewal-review.json --ttl 15m",
             dir.display()
+        );
+    }
+}
+
+/// The open-file limit bounds how many agents can be connected at once: said at start,
+/// so a gateway that will refuse connections at a few hundred says so before it does.
+fn open_files(l: portcullis::server::fd_limit::FdLimit) {
+    let raised = if l.now > l.before {
+        format!(" (raised from {})", l.before)
+    } else {
+        String::new()
+    };
+    if l.now < 4096 {
+        portcullis::warn!(
+            "open files: at most {}{raised}, about {} agent connections at once; raise the hard limit (`ulimit -Hn`, systemd `LimitNOFILE=`) for more",
+            l.now,
+            l.connections()
+        );
+    } else {
+        portcullis::info!(
+            "open files: at most {}{raised}, about {} agent connections at once",
+            l.now,
+            l.connections()
         );
     }
 }

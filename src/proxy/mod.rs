@@ -15,6 +15,12 @@ use thiserror::Error;
 pub enum ProxyError {
     #[error("cannot connect to upstream `{upstream}`: {detail}")]
     Connect { upstream: String, detail: String },
+    /// The gateway's own fault: it is at its open-file limit, so the upstream was never
+    /// tried. Temporary (connections closing free descriptors), hence 503.
+    #[error(
+        "no file descriptor left to connect to upstream `{upstream}`: the gateway is at its open-file limit (raise it: `ulimit -Hn`, systemd `LimitNOFILE=`)"
+    )]
+    NoDescriptors { upstream: String },
     #[error("upstream `{upstream}` did not accept a connection within {secs:.1}s")]
     ConnectTimeout { upstream: String, secs: f64 },
     #[error("upstream `{upstream}` did not respond within {secs:.1}s")]
@@ -36,6 +42,7 @@ impl ProxyError {
     pub fn status(&self) -> u16 {
         match self {
             ProxyError::ConnectTimeout { .. } | ProxyError::Timeout { .. } => 504,
+            ProxyError::NoDescriptors { .. } => 503,
             _ => 502,
         }
     }
@@ -44,6 +51,7 @@ impl ProxyError {
     pub fn reason(&self) -> &'static str {
         match self {
             ProxyError::Connect { .. } => "upstream_unreachable",
+            ProxyError::NoDescriptors { .. } => "gateway_out_of_descriptors",
             ProxyError::ConnectTimeout { .. } => "upstream_connect_timeout",
             ProxyError::Timeout { .. } => "upstream_timeout",
             ProxyError::Closed { .. } => "upstream_closed",

@@ -5,6 +5,7 @@
 
 pub mod conn;
 pub mod deadline;
+pub mod fd_limit;
 pub mod listen;
 pub mod runtime;
 
@@ -214,6 +215,9 @@ async fn worker_loop<S, F>(
         }
     };
     let cancel = listen::cancel_on_stop(&stop);
+    // At the open-file limit every accept fails until a connection closes: one line a
+    // second says so, with how many failed since, instead of fifty.
+    let mut accept_failed = crate::log::Repeating::default();
     loop {
         match listener.cancelable_accept(cancel.clone()).await {
             Ok((stream, peer)) => {
@@ -227,8 +231,14 @@ async fn worker_loop<S, F>(
             Err(_) if worker.stopping() => break,
             Err(e) => {
                 // Out of descriptors or a transient fault: back off briefly rather than
-                // spin.
-                crate::warn!("{thread_name}: accept failed: {e}");
+                // spin; the connections meanwhile wait in the listen backlog.
+                let hint = match e.raw_os_error() {
+                    Some(libc::EMFILE | libc::ENFILE) => {
+                        "; the gateway is at its open-file limit (raise it: `ulimit -Hn`, systemd `LimitNOFILE=`)"
+                    }
+                    _ => "",
+                };
+                accept_failed.warn(format_args!("{thread_name}: accept failed: {e}{hint}"));
                 monoio::time::sleep(Duration::from_millis(20)).await;
             }
         }
