@@ -125,6 +125,8 @@ fn find_reason(body: &[u8]) -> Option<&str> {
 
 enum Failure {
     Connect(std::io::ErrorKind),
+    /// The generator itself is at its open-file limit: not the target's fault.
+    NoDescriptors,
     Timeout,
     Closed,
     Io(std::io::ErrorKind),
@@ -137,6 +139,7 @@ impl Failure {
         match self {
             Failure::Connect(std::io::ErrorKind::ConnectionRefused) => "connect_refused".into(),
             Failure::Connect(k) => format!("connect_{k:?}").to_lowercase().into(),
+            Failure::NoDescriptors => "generator_out_of_descriptors".into(),
             Failure::Timeout => "timeout".into(),
             Failure::Closed => "closed_by_peer".into(),
             Failure::Io(std::io::ErrorKind::ConnectionReset) => "reset".into(),
@@ -248,7 +251,12 @@ impl Conn {
         if self.stream.is_none() {
             let s = match monoio::time::timeout(timeout, TcpStream::connect_addr(addr)).await {
                 Ok(Ok(s)) => s,
-                Ok(Err(e)) => return Err(Failure::Connect(e.kind())),
+                Ok(Err(e)) => {
+                    return Err(match e.raw_os_error() {
+                        Some(libc::EMFILE | libc::ENFILE) => Failure::NoDescriptors,
+                        _ => Failure::Connect(e.kind()),
+                    });
+                }
                 Err(_) => return Err(Failure::Timeout),
             };
             let _ = s.set_nodelay(true);
@@ -439,7 +447,7 @@ async fn connection(sh: Rc<Shared>, stats: Rc<RefCell<Stats>>) {
         let result = c.exchange(sh.target.addr, &t.bytes, sh.cfg.timeout).await;
         let done = Instant::now();
         let latency = done.saturating_duration_since(intended);
-        let refused = matches!(result, Err(Failure::Connect(_)));
+        let refused = matches!(result, Err(Failure::Connect(_) | Failure::NoDescriptors));
         {
             let mut s = stats.borrow_mut();
             s.sent += 1;

@@ -3,6 +3,7 @@
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use portcullis::server::Driver;
+use portcullis::server::fd_limit::FdLimit;
 use portcullis_loadtest::backend::{self, BackendConfig};
 use portcullis_loadtest::compare::{self, CompareConfig, CpuPlan, GatewayUnderTest, OtherProxy};
 use portcullis_loadtest::endpoint::{self, Endpoint};
@@ -112,6 +113,22 @@ fn named_endpoint(s: &str) -> Result<(String, Endpoint), String> {
     }
     let e = endpoint::parse(addr).map_err(|e| format!("`{addr}`: {e}"))?;
     Ok((name.to_owned(), e))
+}
+
+/// Descriptors the process keeps for itself (runtimes, listeners, files).
+const OWN_FILES: u64 = 64;
+
+/// Whether `needed` descriptors fit under the open-file limit, and if not, what to do:
+/// past it every connect fails, and the table would blame the target.
+fn open_files_fit(limit: FdLimit, needed: u64, what: &str) -> Result<(), String> {
+    let needed = needed + OWN_FILES;
+    if needed <= limit.now {
+        return Ok(());
+    }
+    Err(format!(
+        "{what} needs about {needed} open files, and this process may open {} (the hard limit, `ulimit -Hn`): raise it, or use fewer connections",
+        limit.now
+    ))
 }
 
 /// `NAME=PID[,PID...]`
@@ -369,9 +386,12 @@ fn main() -> ExitCode {
         eprintln!("portcullis-loadtest: cannot install the Ctrl-C handler: {e}");
         return ExitCode::FAILURE;
     }
+    // Many connections need many descriptors; the soft limit shells start with (1,024)
+    // is far below the hard limit the process may raise itself to.
+    let files = portcullis::server::fd_limit::raise();
     let r = match cli.cmd {
-        Cmd::Compare(a) => cmd_compare(a),
-        Cmd::Run(a) => cmd_run(a),
+        Cmd::Compare(a) => cmd_compare(a, files),
+        Cmd::Run(a) => cmd_run(a, files),
         Cmd::SwapStorm(a) => cmd_swap(a),
         Cmd::Backend(a) => cmd_backend(a),
         Cmd::Hop(a) => cmd_hop(a),
@@ -392,10 +412,20 @@ fn main() -> ExitCode {
     }
 }
 
-fn cmd_compare(a: CompareArgs) -> Result<(), String> {
+fn cmd_compare(a: CompareArgs, files: FdLimit) -> Result<(), String> {
     if a.rates.iter().any(|r| !(r.is_finite() && *r > 0.0)) {
         return Err("--rates: every rate must be a positive number of requests per second".into());
     }
+    // In this one process, each connection is the generator's socket, and behind it up
+    // to four more: the in-process gateway's (its socket, a pooled upstream connection
+    // and its idle-check duplicate) or the hop's two, and the backend's.
+    let conns = a.shape.connections.max(a.max_connections) as u64;
+    let at_once = if a.gateway.is_some() { 4 } else { 5 };
+    open_files_fit(
+        files,
+        conns * at_once,
+        &format!("a comparison with {conns} connections"),
+    )?;
     let pids_of = |name: &str| {
         a.pids
             .iter()
@@ -463,7 +493,12 @@ fn cmd_compare(a: CompareArgs) -> Result<(), String> {
         .map_err(|e| e.to_string())
 }
 
-fn cmd_run(a: RunArgs) -> Result<(), String> {
+fn cmd_run(a: RunArgs, files: FdLimit) -> Result<(), String> {
+    open_files_fit(
+        files,
+        a.shape.connections as u64,
+        &format!("--connections {}", a.shape.connections),
+    )?;
     let mode = match (a.rate, a.closed, a.requests) {
         (Some(r), _, _) if r.is_finite() && r > 0.0 => Mode::Open(r),
         (Some(_), _, _) => {
