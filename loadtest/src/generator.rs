@@ -67,7 +67,8 @@ pub struct Progress {
 
 /// Counts the answer as success, denial (by reason) or error (by kind), and notes when it
 /// is not what the workload expected of this request.
-fn classify(stats: &mut Stats, status: u16, body: &[u8], expect: &Expect) {
+/// `at`: when it ended, into the run.
+fn classify(stats: &mut Stats, status: u16, body: &[u8], expect: &Expect, at: Duration) {
     let reason = find_reason(body);
     let mut kind = [0; 10];
     let got = match (status, reason) {
@@ -87,7 +88,7 @@ fn classify(stats: &mut Stats, status: u16, body: &[u8], expect: &Expect) {
         (s, _) => {
             // Named by its kind, so an unexpected answer says which error it was.
             let k = http_kind(s, &mut kind);
-            stats.error(k);
+            stats.error_at(k, at);
             Some(k)
         }
     };
@@ -454,11 +455,12 @@ async fn connection(sh: Rc<Shared>, stats: Rc<RefCell<Stats>>) {
             s.late_sends += u64::from(late);
             match result {
                 Ok(status) => {
-                    s.record_at(latency, done.saturating_duration_since(sh.schedule.start));
-                    classify(&mut s, status, &c.body, &t.expect);
+                    let at = done.saturating_duration_since(sh.schedule.start);
+                    s.record_at(latency, at);
+                    classify(&mut s, status, &c.body, &t.expect, at);
                 }
                 Err(f) => {
-                    s.error(&f.kind());
+                    s.error_at(&f.kind(), done.saturating_duration_since(sh.schedule.start));
                     sh.progress.errors.fetch_add(1, Ordering::Relaxed);
                     c.stream = None;
                 }
@@ -732,14 +734,15 @@ mod tests {
     fn an_unexpected_answer_names_what_came_instead() {
         let mut s = Stats::new("t");
         for _ in 0..3 {
-            classify(&mut s, 404, b"not found", &Expect::Allow);
+            classify(&mut s, 404, b"not found", &Expect::Allow, Duration::ZERO);
         }
-        classify(&mut s, 200, b"{}", &Expect::Deny("drift"));
+        classify(&mut s, 200, b"{}", &Expect::Deny("drift"), Duration::ZERO);
         classify(
             &mut s,
             403,
             br#"{"reason":"drift"}"#,
             &Expect::Deny("drift"),
+            Duration::ZERO,
         );
         assert_eq!(s.errors.get("http_404"), Some(&3));
         assert_eq!(s.unexpected.get("expected allow, got http_404"), Some(&3));

@@ -590,7 +590,8 @@ fn cmd_run(a: RunArgs, files: FdLimit) -> Result<(), String> {
         mode,
         timeout: a.shape.timeout,
         cpus: a.cpus.map(|c| c.0).unwrap_or_default(),
-        timeline: a.shape.out.as_ref().map(|_| a.log_interval),
+        // Kept even without --out: the report says when errors came.
+        timeline: Some(a.log_interval),
     };
     let stats: Stats = generator::run(&target, &cfg, !a.shape.quiet);
     println!("{}", Stats::table_header());

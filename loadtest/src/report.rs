@@ -88,6 +88,14 @@ impl Stats {
         bump(&mut self.errors, kind);
     }
 
+    /// An error that ended `at` into the run: counted, and placed in the timeline.
+    pub fn error_at(&mut self, kind: &str, at: Duration) {
+        self.error(kind);
+        if let Some(t) = &mut self.timeline {
+            t.error(at);
+        }
+    }
+
     pub fn denial(&mut self, reason: &str) {
         bump(&mut self.denials, reason);
     }
@@ -204,6 +212,20 @@ impl Stats {
                 .collect::<Vec<_>>()
                 .join("; ");
             let _ = writeln!(o, "  UNEXPECTED answers: {answers}");
+        }
+        if let Some(t) = &self.timeline
+            && let Some((first, last, with)) = t.error_span()
+        {
+            // When they came: a backend restart and a steady trickle read differently.
+            let w = t.width.as_secs_f64();
+            let _ = writeln!(
+                o,
+                "  errors came in {with} of {} intervals of {} ms, from {:.1} s to {:.1} s into the run",
+                t.intervals.len(),
+                t.width.as_millis(),
+                first as f64 * w,
+                (last + 1) as f64 * w
+            );
         }
         if self.late_sends > 0 {
             let _ = writeln!(
@@ -519,6 +541,30 @@ mod tests {
         let svg = svg("t", &[&s]);
         assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
         assert!(svg.contains("<polyline"));
+    }
+
+    #[test]
+    fn the_details_say_when_errors_came() {
+        let mut s = Stats::new("t");
+        s.timeline = Some(crate::timeline::Timeline::new(
+            std::time::SystemTime::UNIX_EPOCH,
+            Duration::from_millis(100),
+        ));
+        s.record_at(Duration::from_micros(80), Duration::from_millis(20));
+        s.error_at("http_502", Duration::from_millis(210));
+        s.error_at("connect_refused", Duration::from_millis(290));
+        s.record_at(Duration::from_micros(80), Duration::from_millis(420));
+        let d = s.details();
+        assert!(
+            d.contains("errors by kind: connect_refused 1, http_502 1"),
+            "{d}"
+        );
+        assert!(
+            d.contains(
+                "errors came in 1 of 5 intervals of 100 ms, from 0.2 s to 0.3 s into the run"
+            ),
+            "{d}"
+        );
     }
 
     /// A saturated open-loop run has latencies of many seconds: each column must still

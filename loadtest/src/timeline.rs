@@ -21,6 +21,9 @@ pub struct Timeline {
     pub start: SystemTime,
     pub width: Duration,
     pub intervals: Vec<Histogram<u64>>,
+    /// Errors (error statuses, failed connections, timeouts) by the interval they ended
+    /// in, as long as `intervals`: a backend restart shows as the seconds it failed in.
+    pub errors: Vec<u64>,
 }
 
 /// One interval's histogram: latencies in nanoseconds, as the whole run's, at the
@@ -39,21 +42,46 @@ impl Timeline {
             start,
             width: width.max(Duration::from_millis(1)),
             intervals: Vec::new(),
+            errors: Vec::new(),
         }
     }
 
     /// Records `latency` for a request that completed `at` into the run.
     pub fn record(&mut self, at: Duration, latency: Duration) {
+        let i = self.slot(at);
+        // Auto-resizing: only a value beyond u64 could fail, and no latency is that long.
+        let _ = self.intervals[i].record(latency.as_nanos().min(u128::from(u64::MAX)) as u64);
+    }
+
+    /// Counts an error that ended `at` into the run.
+    pub fn error(&mut self, at: Duration) {
+        let i = self.slot(at);
+        self.errors[i] += 1;
+    }
+
+    /// The interval `at` falls in, widening and growing the timeline to hold it.
+    fn slot(&mut self, at: Duration) -> usize {
         let mut i = self.index(at);
         while i >= MAX_INTERVALS {
             self.widen();
             i = self.index(at);
         }
-        if self.intervals.len() <= i {
-            self.intervals.resize_with(i + 1, interval_histogram);
+        self.grow(i + 1);
+        i
+    }
+
+    fn grow(&mut self, len: usize) {
+        if self.intervals.len() < len {
+            self.intervals.resize_with(len, interval_histogram);
+            self.errors.resize(len, 0);
         }
-        // Auto-resizing: only a value beyond u64 could fail, and no latency is that long.
-        let _ = self.intervals[i].record(latency.as_nanos().min(u128::from(u64::MAX)) as u64);
+    }
+
+    /// The first and last interval with errors, and how many intervals had any.
+    pub fn error_span(&self) -> Option<(usize, usize, usize)> {
+        let first = self.errors.iter().position(|&n| n > 0)?;
+        let last = self.errors.iter().rposition(|&n| n > 0)?;
+        Some((first, last, self.errors.iter().filter(|&&n| n > 0).count()))
     }
 
     fn index(&self, at: Duration) -> usize {
@@ -71,6 +99,7 @@ impl Timeline {
             }
             self.intervals.push(a);
         }
+        self.errors = self.errors.chunks(2).map(|p| p.iter().sum()).collect();
     }
 
     /// Adds another thread's timeline of the same run.
@@ -90,17 +119,18 @@ impl Timeline {
         } else {
             o
         };
-        if self.intervals.len() < o.intervals.len() {
-            self.intervals
-                .resize_with(o.intervals.len(), interval_histogram);
-        }
+        self.grow(o.intervals.len());
         for (a, b) in self.intervals.iter_mut().zip(&o.intervals) {
             let _ = a.add(b);
+        }
+        for (a, b) in self.errors.iter_mut().zip(&o.errors) {
+            *a += b;
         }
     }
 
     /// One summary per interval, for scripts that plot without HdrHistogram's tools:
-    /// start (s into the run), completions, and p50, p99 and max in µs.
+    /// start (s into the run), completions (error statuses included), errors, and p50, p99
+    /// and max in µs.
     pub fn summary(&self) -> serde_json::Value {
         let rows: Vec<serde_json::Value> = self
             .intervals
@@ -117,6 +147,7 @@ impl Timeline {
                 serde_json::json!({
                     "start_s": (self.width * i as u32).as_secs_f64(),
                     "completed": h.len(),
+                    "errors": self.errors[i],
                     "p50_us": us(0.5),
                     "p99_us": us(0.99),
                     "max_us": if h.is_empty() { 0.0 } else { h.max() as f64 / 1e3 },
@@ -197,6 +228,25 @@ impl Timeline {
             self.width.as_millis(),
             mt + ph / 2.0
         );
+        // Intervals with errors are shaded behind the lines, their count in a tooltip.
+        let band = self.width.as_secs_f64() / span * pw;
+        for (i, &n) in self.errors.iter().enumerate().filter(|(_, n)| **n > 0) {
+            let _ = write!(
+                o,
+                r##"<rect x="{:.1}" y="{mt}" width="{band:.1}" height="{ph}" fill="#d62728" fill-opacity="0.12"><title>{n} errors</title></rect>"##,
+                x(i) - band / 2.0
+            );
+        }
+        if self.error_span().is_some() {
+            let _ = write!(
+                o,
+                r##"<rect x="{}" y="{}" width="12" height="12" fill="#d62728" fill-opacity="0.12" stroke="#d62728" stroke-opacity="0.4"/><text x="{}" y="{}">errors</text>"##,
+                ml + 12.0 + 70.0 * 3.0,
+                mt + 4.0,
+                ml + 30.0 + 70.0 * 3.0,
+                mt + 14.0
+            );
+        }
         let lines: [(&str, &str, f64); 3] = [
             ("p50", "#1f77b4", 0.5),
             ("p99", "#ff7f0e", 0.99),
@@ -308,6 +358,36 @@ mod tests {
     }
 
     #[test]
+    fn errors_are_placed_by_when_they_ended_through_widening_and_merging() {
+        let mut a = Timeline::new(SystemTime::UNIX_EPOCH, ms(100));
+        a.record(ms(50), Duration::from_micros(5));
+        a.error(ms(250));
+        a.error(ms(260));
+        a.error(ms(390));
+        assert_eq!(a.errors, [0, 0, 2, 1]);
+        assert_eq!(a.error_span(), Some((2, 3, 2)));
+        let rows = a.summary()["intervals"].as_array().unwrap().clone();
+        let errors: Vec<u64> = rows.iter().map(|r| r["errors"].as_u64().unwrap()).collect();
+        assert_eq!(errors, [0, 0, 2, 1]);
+        // The plot shades the two intervals, with their counts.
+        let svg = a.svg("t");
+        assert_eq!(svg.matches("<title>").count(), 2, "{svg}");
+        assert!(svg.contains("<title>2 errors</title>") && svg.contains(">errors<"));
+
+        let mut b = Timeline::new(SystemTime::UNIX_EPOCH, ms(100));
+        b.error(ms(10));
+        b.widen();
+        a.merge(&b);
+        assert_eq!(a.width, ms(200));
+        assert_eq!(a.errors, [1, 3]);
+        assert_eq!(a.errors.len(), a.intervals.len());
+        assert_eq!(
+            Timeline::new(SystemTime::UNIX_EPOCH, ms(1)).error_span(),
+            None
+        );
+    }
+
+    #[test]
     fn the_plot_draws_each_percentile_over_round_seconds() {
         let mut t = Timeline::new(SystemTime::UNIX_EPOCH, ms(100));
         for i in 0..51 {
@@ -321,6 +401,7 @@ mod tests {
             assert!(svg.contains(label), "{label} in {svg}");
         }
         assert!(!svg.contains(">5.1<") && !svg.contains("NaN"), "{svg}");
+        assert!(!svg.contains(">errors<"), "no errors, no legend for them");
         // A log scale from the median's decade to past the stall's.
         assert!(svg.contains(">10<") && svg.contains(">100000<"), "{svg}");
     }
