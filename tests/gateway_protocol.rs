@@ -147,6 +147,52 @@ fn pipelined_requests_are_answered_in_order() {
     assert_eq!(statuses, ["200", "403", "200", "200"], "{out}");
 }
 
+/// ApacheBench's `-k` and other HTTP/1.0 clients keep a connection only when the answer
+/// says it stays open; otherwise they close it after every call.
+#[test]
+fn http_1_0_clients_asking_for_keep_alive_are_told_it_is_kept() {
+    let gw = start_gateway(|t| t);
+    let t = gw.envelope(|_| {});
+    let body = r#"{"contract_id":"contract_7781"}"#;
+    let call = |tool: &str, connection: &str| {
+        format!(
+            "POST /v1/tools/{tool} HTTP/1.0\r\nHost: x\r\n{connection}Authorization: Bearer {t}\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+    };
+    let mut s = TcpStream::connect(gw.addr()).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    // A relayed answer and a refusal (written whole by the gateway) on one connection,
+    // then one without keep-alive, after which the gateway closes.
+    let all = format!(
+        "{}{}{}",
+        call("contracts.read", "Connection: keep-alive\r\n"),
+        call("no.such_tool", "Connection: Keep-Alive\r\n"),
+        call("contracts.read", "")
+    );
+    s.write_all(all.as_bytes()).unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    let heads: Vec<&str> = out
+        .split("HTTP/1.1 ")
+        .skip(1)
+        .map(|r| r.split("\r\n\r\n").next().unwrap())
+        .collect();
+    assert_eq!(heads.len(), 3, "{out}");
+    for (head, status, connection) in [
+        (heads[0], "200", "keep-alive"),
+        (heads[1], "404", "keep-alive"),
+        (heads[2], "200", "close"),
+    ] {
+        assert!(head.starts_with(status), "{head}");
+        let fields: Vec<&str> = head
+            .lines()
+            .filter(|l| l.to_ascii_lowercase().starts_with("connection:"))
+            .collect();
+        assert_eq!(fields, [format!("Connection: {connection}")], "{head}");
+    }
+}
+
 #[test]
 fn invalid_json_bodies_are_400_with_a_reason() {
     let gw = start_gateway(|t| t);

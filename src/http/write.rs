@@ -87,6 +87,27 @@ pub fn full_response(
     out.extend_from_slice(body);
 }
 
+/// Marks a complete response in `out` as keeping the connection open, for an HTTP/1.0
+/// client: it closes after every response unless told otherwise (RFC 9112 §9.3, and
+/// ApacheBench's `-k` counts a connection as kept only when it is told). A head that
+/// already has a `Connection` field is left alone.
+pub fn announce_keep_alive(out: &mut Vec<u8>) {
+    let Some(line_end) = memchr::memmem::find(out, b"\r\n") else {
+        return;
+    };
+    if !out.starts_with(b"HTTP/1.") {
+        return;
+    }
+    let head_end = memchr::memmem::find(out, b"\r\n\r\n").unwrap_or(out.len());
+    let has_connection = out[..head_end]
+        .split(|&b| b == b'\n')
+        .any(|l| l.len() >= 11 && l[..11].eq_ignore_ascii_case(b"connection:"));
+    if !has_connection {
+        let at = line_end + 2;
+        out.splice(at..at, b"Connection: keep-alive\r\n".iter().copied());
+    }
+}
+
 /// Appends `s` as a JSON string literal (with quotes), escaping per RFC 8259. A string
 /// that needs no escaping (identifiers: the common case) is found so by one branch-free
 /// pass that the compiler turns into vector compares, and copied with one `memcpy`: a
@@ -132,6 +153,34 @@ pub fn json_str(out: &mut Vec<u8>, s: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn keep_alive_is_announced_once_after_the_status_line() {
+        let mut v = Vec::new();
+        full_response(&mut v, 403, "application/json", &[], b"{}", false);
+        announce_keep_alive(&mut v);
+        let text = String::from_utf8(v.clone()).unwrap();
+        assert!(
+            text.starts_with("HTTP/1.1 403 Forbidden\r\nConnection: keep-alive\r\n"),
+            "{text}"
+        );
+        assert!(text.ends_with("\r\n\r\n{}"), "{text}");
+        announce_keep_alive(&mut v);
+        assert_eq!(
+            String::from_utf8(v).unwrap(),
+            text,
+            "a second call adds nothing"
+        );
+
+        let mut closing = Vec::new();
+        full_response(&mut closing, 400, "application/json", &[], b"", true);
+        let before = closing.clone();
+        announce_keep_alive(&mut closing);
+        assert_eq!(closing, before, "a head that says close is left alone");
+        let mut empty = Vec::new();
+        announce_keep_alive(&mut empty);
+        assert!(empty.is_empty());
+    }
 
     #[test]
     fn numbers_and_strings() {

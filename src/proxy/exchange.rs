@@ -360,6 +360,9 @@ pub async fn exchange(
             }
             if client_close {
                 wbuf.extend_from_slice(b"Connection: close\r\n");
+            } else if http10 {
+                // An HTTP/1.0 client closes unless told the connection stays.
+                wbuf.extend_from_slice(b"Connection: keep-alive\r\n");
             }
             wbuf.extend_from_slice(b"\r\n");
             let body_start = head.len;

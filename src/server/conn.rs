@@ -299,10 +299,15 @@ pub async fn serve<S: Service>(
         worker.in_flight.set(worker.in_flight.get() + 1);
         let disposition = svc.call(req, &mut io).await;
         worker.in_flight.set(worker.in_flight.get() - 1);
+        let close = disposition == Disposition::Close || head.close || worker.stopping();
+        // A relayed response has gone out already and said so itself (`proxy::exchange`).
+        if head.minor == 0 && !close {
+            crate::http::write::announce_keep_alive(&mut io.wbuf);
+        }
         if io.flush().await.is_err() {
             return;
         }
-        if disposition == Disposition::Close || head.close || worker.stopping() {
+        if close {
             let _ = io.stream.shutdown().await;
             return;
         }
