@@ -304,8 +304,10 @@ pub fn parse_request(buf: &[u8], max_len: usize) -> Result<Option<RequestHead>, 
                 }
                 h.host = Some(r());
             }
+            // RFC 9110 §10.1.1: an HTTP/1.0 client cannot read an interim answer, so its
+            // expectation is ignored.
             Field::Expect => {
-                h.expect_continue = trim(v).eq_ignore_ascii_case(b"100-continue");
+                h.expect_continue = minor == 1 && trim(v).eq_ignore_ascii_case(b"100-continue");
             }
             Field::OtherHopByHop | Field::Other => {}
         }
@@ -609,6 +611,11 @@ mod tests {
         assert_eq!(f(&h.mcp_name), Some("crm.read"));
         assert_eq!(f(&h.origin), Some("http://x"));
         assert!(h.expect_continue);
+        let http10 = raw.replacen("HTTP/1.1", "HTTP/1.0", 1);
+        assert!(
+            !req(&http10).unwrap().unwrap().expect_continue,
+            "ignored from HTTP/1.0"
+        );
         assert_eq!(h.framing(), Framing::Length(2));
         assert!(!h.mcp_duplicate);
     }
