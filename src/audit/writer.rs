@@ -175,7 +175,15 @@ pub fn run(
                             );
                             write_all_retrying(&mut seg, &out, &stats, &mut write_warned);
                             out.clear();
-                            seg.file.sync_data()?;
+                            // As the interval sync below: a failure is counted and said,
+                            // and the writer goes on (stopping would lose the queue).
+                            if let Err(e) = seg.file.sync_data() {
+                                stats.write_errors.fetch_add(1, Ordering::Relaxed);
+                                crate::warn!(
+                                    "audit: fsync of sealed segment {} failed: {e}",
+                                    seg.n
+                                );
+                            }
                             seg = next;
                             stats.segments.fetch_add(1, Ordering::Relaxed);
                             last_sync = Instant::now();
