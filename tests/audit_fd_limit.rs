@@ -60,7 +60,7 @@ fn a_rotation_out_of_descriptors_waits_and_loses_no_line() {
     setrlimit(
         Resource::Nofile,
         Rlimit {
-            current: Some(256),
+            current: Some(limit.maximum.map_or(256, |hard| hard.min(256))),
             maximum: limit.maximum,
         },
     )
