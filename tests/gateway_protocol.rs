@@ -129,17 +129,13 @@ fn pipelined_requests_are_answered_in_order() {
             body.len()
         )
     };
-    let mut s = TcpStream::connect(gw.addr()).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let all = format!(
         "{}{}{}GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
         one("contract_7781"),
         one("contract_9999"),
         one("contract_7781")
     );
-    s.write_all(all.as_bytes()).unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
+    let out = raw(gw.addr(), all.as_bytes());
     let statuses: Vec<&str> = out
         .match_indices("HTTP/1.1 ")
         .map(|(i, _)| &out[i + 9..i + 12])
@@ -160,8 +156,6 @@ fn http_1_0_clients_asking_for_keep_alive_are_told_it_is_kept() {
             body.len()
         )
     };
-    let mut s = TcpStream::connect(gw.addr()).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     // A relayed answer and a refusal (written whole by the gateway) on one connection,
     // then one without keep-alive, after which the gateway closes.
     let all = format!(
@@ -170,9 +164,7 @@ fn http_1_0_clients_asking_for_keep_alive_are_told_it_is_kept() {
         call("no.such_tool", "Connection: Keep-Alive\r\n"),
         call("contracts.read", "")
     );
-    s.write_all(all.as_bytes()).unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
+    let out = raw(gw.addr(), all.as_bytes());
     let heads: Vec<&str> = out
         .split("HTTP/1.1 ")
         .skip(1)

@@ -253,9 +253,10 @@ impl Conn {
             let s = match monoio::time::timeout(timeout, TcpStream::connect_addr(addr)).await {
                 Ok(Ok(s)) => s,
                 Ok(Err(e)) => {
-                    return Err(match e.raw_os_error() {
-                        Some(libc::EMFILE | libc::ENFILE) => Failure::NoDescriptors,
-                        _ => Failure::Connect(e.kind()),
+                    return Err(if portcullis::server::fd_limit::is_exhausted(&e) {
+                        Failure::NoDescriptors
+                    } else {
+                        Failure::Connect(e.kind())
                     });
                 }
                 Err(_) => return Err(Failure::Timeout),

@@ -420,7 +420,11 @@ fn cmd_compare(a: CompareArgs, files: FdLimit) -> Result<(), String> {
     // to four more: the in-process gateway's (its socket, a pooled upstream connection
     // and its idle-check duplicate) or the hop's two, and the backend's.
     let conns = a.shape.connections.max(a.max_connections) as u64;
-    let at_once = if a.gateway.is_some() { 4 } else { 5 };
+    let at_once = if a.gateway.is_some() {
+        4
+    } else {
+        2 + portcullis::server::fd_limit::PER_CONNECTION
+    };
     open_files_fit(
         files,
         conns * at_once,

@@ -73,9 +73,13 @@ fn interrupted_run(mut child: Child, marker: &str, after: Duration) -> String {
     stdout
 }
 
-/// `run --workload direct` at `rate` for a minute against `target`, writing into `out`,
-/// stopped by Ctrl-C a moment after its warm-up: what it printed.
-fn ctrl_c_on_a_run(target: &str, rate: &str, out: &std::path::Path) -> String {
+/// `run --workload direct` at `rate` for a minute against a built-in backend, stopped by
+/// Ctrl-C a moment after its warm-up: what it printed, its JSON summary, and the `--out`
+/// directory.
+fn ctrl_c_on_a_backend_run(rate: &str) -> (String, serde_json::Value, tempfile::TempDir) {
+    let b = backend::start("127.0.0.1:0".parse().unwrap(), 1, BackendConfig::default()).unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let target = b.addr.to_string();
     let child = spawn_piped(&[
         "run",
         "--workload",
@@ -89,11 +93,14 @@ fn ctrl_c_on_a_run(target: &str, rate: &str, out: &std::path::Path) -> String {
         "--name",
         "backend",
         "--target",
-        target,
+        &target,
         "--out",
-        out.to_str().unwrap(),
+        out.path().to_str().unwrap(),
     ]);
-    interrupted_run(child, "warming up", Duration::from_millis(1500))
+    let stdout = interrupted_run(child, "warming up", Duration::from_millis(1500));
+    b.shutdown();
+    let json = read_json(&out.path().join("backend.json"));
+    (stdout, json, out)
 }
 
 fn read_json(path: &std::path::Path) -> serde_json::Value {
@@ -102,13 +109,8 @@ fn read_json(path: &std::path::Path) -> serde_json::Value {
 
 #[test]
 fn ctrl_c_ends_an_open_loop_run_with_its_figures() {
-    let b = backend::start("127.0.0.1:0".parse().unwrap(), 1, BackendConfig::default()).unwrap();
-    let out = tempfile::tempdir().unwrap();
-    let target = b.addr.to_string();
-    let stdout = ctrl_c_on_a_run(&target, "500", out.path());
+    let (stdout, json, out) = ctrl_c_on_a_backend_run("500");
     assert!(stdout.contains("stopped early"), "{stdout}");
-
-    let json = read_json(&out.path().join("backend.json"));
     assert_eq!(json["stopped_early"], true);
     let (sent, completed) = (
         json["sent"].as_u64().unwrap(),
@@ -126,7 +128,6 @@ fn ctrl_c_ends_an_open_loop_run_with_its_figures() {
     let rate = json["throughput_per_s"].as_f64().unwrap();
     assert!((400.0..=600.0).contains(&rate), "{json}");
     assert!(out.path().join("backend.hgrm").exists());
-    b.shutdown();
 }
 
 #[test]
@@ -215,14 +216,9 @@ fn ctrl_c_during_a_comparison_keeps_its_whole_rounds() {
 
 #[test]
 fn ctrl_c_on_a_saturated_run_ends_it_without_sending_the_backlog() {
-    let b = backend::start("127.0.0.1:0".parse().unwrap(), 1, BackendConfig::default()).unwrap();
-    let out = tempfile::tempdir().unwrap();
-    let target = b.addr.to_string();
     // Far more than one backend thread answers: the due requests pile up.
-    let stdout = ctrl_c_on_a_run(&target, "1000000", out.path());
+    let (stdout, json, _out) = ctrl_c_on_a_backend_run("1000000");
     assert!(stdout.contains("due but not yet sent"), "{stdout}");
-    let json = read_json(&out.path().join("backend.json"));
     assert!(json["unsent_at_stop"].as_u64().unwrap() > 0, "{json}");
     assert_eq!(json["completed"], json["sent"], "{json}");
-    b.shutdown();
 }

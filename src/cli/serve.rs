@@ -114,9 +114,10 @@ fn open_files(l: portcullis::server::fd_limit::FdLimit) {
     };
     if l.now < 4096 {
         portcullis::warn!(
-            "open files: at most {}{raised}, about {} agent connections at once; raise the hard limit (`ulimit -Hn`, systemd `LimitNOFILE=`) for more",
+            "open files: at most {}{raised}, about {} agent connections at once; for more, {}",
             l.now,
-            l.connections()
+            l.connections(),
+            portcullis::server::fd_limit::RAISE_HINT
         );
     } else {
         portcullis::info!(

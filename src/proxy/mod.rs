@@ -18,7 +18,8 @@ pub enum ProxyError {
     /// The gateway's own fault: it is at its open-file limit, so the upstream was never
     /// tried. Temporary (connections closing free descriptors), hence 503.
     #[error(
-        "no file descriptor left to connect to upstream `{upstream}`: the gateway is at its open-file limit (raise it: `ulimit -Hn`, systemd `LimitNOFILE=`)"
+        "no file descriptor left to connect to upstream `{upstream}`: the gateway is at its open-file limit ({})",
+        crate::server::fd_limit::RAISE_HINT
     )]
     NoDescriptors { upstream: String },
     #[error("upstream `{upstream}` did not accept a connection within {secs:.1}s")]

@@ -91,14 +91,17 @@ impl Pool {
     /// write readiness within `connect_timeout`.
     pub async fn connect(&self) -> Result<UpstreamConn, ProxyError> {
         let s = &self.spec;
-        let fail = |e: std::io::Error| match e.raw_os_error() {
-            Some(libc::EMFILE | libc::ENFILE) => ProxyError::NoDescriptors {
-                upstream: s.name.clone(),
-            },
-            _ => ProxyError::Connect {
-                upstream: s.name.clone(),
-                detail: e.to_string(),
-            },
+        let fail = |e: std::io::Error| {
+            if crate::server::fd_limit::is_exhausted(&e) {
+                ProxyError::NoDescriptors {
+                    upstream: s.name.clone(),
+                }
+            } else {
+                ProxyError::Connect {
+                    upstream: s.name.clone(),
+                    detail: e.to_string(),
+                }
+            }
         };
         let sock = socket2::Socket::new(
             socket2::Domain::for_address(s.addr),

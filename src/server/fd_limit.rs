@@ -14,6 +14,15 @@ const NR_OPEN_DEFAULT: u64 = 1 << 20;
 /// connection and that connection's idle-check duplicate.
 pub const PER_CONNECTION: u64 = 3;
 
+/// What to raise when descriptors run out, for messages that tell the operator.
+pub const RAISE_HINT: &str = "raise the hard limit: `ulimit -Hn`, systemd `LimitNOFILE=`";
+
+/// Whether `e` says the process (EMFILE) or the system (ENFILE) has no descriptor left:
+/// this process's own fault, not the peer's.
+pub fn is_exhausted(e: &std::io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE))
+}
+
 /// The open-file limit before and after `raise`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FdLimit {

@@ -232,13 +232,14 @@ async fn worker_loop<S, F>(
             Err(e) => {
                 // Out of descriptors or a transient fault: back off briefly rather than
                 // spin; the connections meanwhile wait in the listen backlog.
-                let hint = match e.raw_os_error() {
-                    Some(libc::EMFILE | libc::ENFILE) => {
-                        "; the gateway is at its open-file limit (raise it: `ulimit -Hn`, systemd `LimitNOFILE=`)"
-                    }
-                    _ => "",
-                };
-                accept_failed.warn(format_args!("{thread_name}: accept failed: {e}{hint}"));
+                if fd_limit::is_exhausted(&e) {
+                    accept_failed.warn(format_args!(
+                        "{thread_name}: accept failed: {e}; the gateway is at its open-file limit ({})",
+                        fd_limit::RAISE_HINT
+                    ));
+                } else {
+                    accept_failed.warn(format_args!("{thread_name}: accept failed: {e}"));
+                }
                 monoio::time::sleep(Duration::from_millis(20)).await;
             }
         }
